@@ -1,0 +1,86 @@
+import json
+
+from django.contrib.auth.decorators import login_required
+from django.core.cache import cache
+from django.db import connection
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.views.decorators.cache import never_cache
+from django.views.decorators.http import require_POST
+
+import wsloop
+
+ROOM_FACILITY = "chat-{room}"
+NOTIFY_FACILITY = "notify"
+MAX_TEXT_CHARS = 2000
+
+
+@never_cache
+def healthz(request: HttpRequest) -> JsonResponse:
+    checks = {"redis": False, "database": False}
+    try:
+        cache.set("healthz", "ok", 5)
+        checks["redis"] = cache.get("healthz") == "ok"
+    except Exception:  # any cache failure means unhealthy, whatever its type
+        checks["redis"] = False
+    try:
+        with connection.cursor() as cursor:
+            cursor.execute("SELECT 1")
+        checks["database"] = True
+    except Exception:
+        checks["database"] = False
+    healthy = all(checks.values())
+    return JsonResponse(
+        {"status": "ok" if healthy else "degraded", **checks}, status=200 if healthy else 503
+    )
+
+
+@login_required
+def index(request: HttpRequest) -> HttpResponse:
+    return redirect("room", room="lobby")
+
+
+@login_required
+def room(request: HttpRequest, room: str) -> HttpResponse:
+    return render(
+        request,
+        "chat/room.html",
+        {
+            "room": room,
+            "facility": ROOM_FACILITY.format(room=room),
+            "notify_facility": NOTIFY_FACILITY,
+            "groups": sorted(request.user.groups.values_list("name", flat=True)),
+        },
+    )
+
+
+def _text(request: HttpRequest) -> str:
+    return request.POST.get("text", "").strip()[:MAX_TEXT_CHARS]
+
+
+@login_required
+@require_POST
+def send(request: HttpRequest, room: str) -> JsonResponse:
+    text = _text(request)
+    if not text:
+        return JsonResponse({"error": "empty message"}, status=400)
+    message = json.dumps({"kind": "chat", "user": request.user.get_username(), "text": text})
+    wsloop.publish(ROOM_FACILITY.format(room=room), message, broadcast=True, expire=0)
+    return JsonResponse({"ok": True})
+
+
+@login_required
+@require_POST
+def notify(request: HttpRequest) -> JsonResponse:
+    """A private notice to one user, a group, or this browser session."""
+    text, target, name = _text(request), request.POST.get("target"), request.POST.get("name", "")
+    if not text or target not in {"user", "group", "session"}:
+        return JsonResponse({"error": "need text and target user, group or session"}, status=400)
+    audience = {
+        "user": {"users": [name]},
+        "group": {"groups": [name]},
+        "session": {"sessions": [wsloop.SELF]},
+    }[target]
+    message = json.dumps({"kind": target, "from": request.user.get_username(), "text": text})
+    receivers = wsloop.publish(NOTIFY_FACILITY, message, request=request, expire=0, **audience)
+    return JsonResponse({"ok": True, "workers": receivers})

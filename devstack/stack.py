@@ -1,0 +1,365 @@
+"""Run the whole two-pool stack from this checkout: Redis, uWSGI pool 1 (Django), uWSGI pool 2
+(wsloop) and nginx in front, each a child process with its log prefixed by its name.
+
+Used by ``make run`` (foreground, Ctrl-C stops everything) and by the integration tests (one
+stack per test session, on free ports, in a temporary directory).
+"""
+
+from __future__ import annotations
+
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+VENV = REPO / ".venv"
+STOP_TIMEOUT_S = 15.0
+START_TIMEOUT_S = 60.0
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+def find_program(name: str) -> str:
+    for candidate in (VENV / "bin" / name, Path("/usr/sbin") / name, Path("/usr/bin") / name):
+        if candidate.exists():
+            return str(candidate)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: run `make setup` first")
+    return found
+
+
+@dataclass
+class StackConfig:
+    """Where everything listens and lives; defaults are those of ``make run``."""
+
+    var_dir: Path = REPO / "var"
+    http_port: int = 8000
+    django_port: int = 8001
+    ws_port: int = 8002
+    redis_port: int = 6380
+    django_processes: int = 2
+    ws_processes: int = 1
+    debug: bool = True
+    log_to_console: bool = True
+    env: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def ephemeral(cls, var_dir: Path, **overrides: object) -> StackConfig:
+        ports = {
+            "http_port": free_port(),
+            "django_port": free_port(),
+            "ws_port": free_port(),
+            "redis_port": free_port(),
+        }
+        return cls(var_dir=var_dir, log_to_console=False, **{**ports, **overrides})  # type: ignore[arg-type]
+
+    @property
+    def run_dir(self) -> Path:
+        return self.var_dir / "run"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.var_dir / "log"
+
+    @property
+    def redis_url(self) -> str:
+        return f"redis://127.0.0.1:{self.redis_port}/0"
+
+    @property
+    def base_url(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    @property
+    def ws_url(self) -> str:
+        return f"ws://127.0.0.1:{self.http_port}/ws/"
+
+    def app_env(self) -> dict[str, str]:
+        """Environment of both pools and of manage.py."""
+        env = dict(os.environ)
+        env.update(
+            {
+                "DJANGO_SETTINGS_MODULE": "project.settings",
+                "DJANGO_DEBUG": "1" if self.debug else "0",
+                "DJANGO_SECRET_KEY": env.get("DJANGO_SECRET_KEY", "devstack-not-secret"),
+                "DJANGO_ALLOWED_HOSTS": "127.0.0.1,localhost",
+                "REDIS_URL": self.redis_url,
+                "WSLOOP_DATA_DIR": str(self.var_dir),
+                "WSLOOP_DJANGO_SOCKET": f"127.0.0.1:{self.django_port}",
+                "WSLOOP_WS_SOCKET": f"127.0.0.1:{self.ws_port}",
+                "WSLOOP_DJANGO_PROCESSES": str(self.django_processes),
+                "WSLOOP_WS_PROCESSES": str(self.ws_processes),
+                "PYTHONUNBUFFERED": "1",
+            }
+        )
+        if VENV.exists():
+            env["VIRTUAL_ENV"] = str(VENV)
+            env["PATH"] = f"{VENV / 'bin'}{os.pathsep}{env.get('PATH', '')}"
+        env.update(self.env)
+        return env
+
+
+class Service:
+    """One child process, its output prefixed and sent to the console or a log file."""
+
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        config: StackConfig,
+        stop_signal: signal.Signals = signal.SIGTERM,
+    ) -> None:
+        self.name = name
+        self.argv = argv
+        self.env = env
+        self.config = config
+        self.stop_signal = stop_signal
+        self.process: subprocess.Popen[bytes] | None = None
+        self.log_path = config.log_dir / f"{name}.log"
+
+    def start(self) -> None:
+        self.process = subprocess.Popen(
+            self.argv,
+            env=self.env,
+            cwd=REPO,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        threading.Thread(target=self._pump, args=(self.process,), daemon=True).start()
+
+    def _pump(self, process: subprocess.Popen[bytes]) -> None:
+        assert process.stdout is not None
+        with self.log_path.open("ab") as log:
+            for line in process.stdout:
+                log.write(line)
+                log.flush()
+                if self.config.log_to_console:
+                    text = line.decode("utf-8", "replace").rstrip()
+                    sys.stdout.write(f"{self.name:>7} | {text}\n")
+                    sys.stdout.flush()
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def signal(self, sig: signal.Signals) -> None:
+        if self.running:
+            assert self.process is not None
+            os.killpg(self.process.pid, sig)
+
+    def stop(self, timeout_s: float = STOP_TIMEOUT_S) -> None:
+        if self.process is None:
+            return
+        self.signal(self.stop_signal)
+        try:
+            self.process.wait(timeout_s)
+        except subprocess.TimeoutExpired:
+            self.signal(signal.SIGKILL)
+            self.process.wait(timeout_s)
+        self.process = None
+
+    def log_tail(self, lines: int = 40) -> str:
+        if not self.log_path.exists():
+            return ""
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+
+PLACEHOLDER = re.compile(r"\$\{([A-Z_]+)\}")
+
+
+def render(template: Path, target: Path, values: dict[str, str]) -> None:
+    """Fill ``${NAME}`` placeholders (upper case, braced); nginx's ``$vars`` stay as they are."""
+    target.write_text(PLACEHOLDER.sub(lambda m: values[m.group(1)], template.read_text()))
+
+
+def http_get(port: int, path: str, timeout_s: float = 2.0) -> tuple[int, bytes]:
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+class Stack:
+    def __init__(self, config: StackConfig) -> None:
+        self.config = config
+        config.run_dir.mkdir(parents=True, exist_ok=True)
+        config.log_dir.mkdir(parents=True, exist_ok=True)
+        (config.var_dir / "redis").mkdir(parents=True, exist_ok=True)
+        env = config.app_env()
+        uwsgi = find_program("uwsgi")
+        self.services: dict[str, Service] = {
+            "redis": Service(
+                "redis",
+                [
+                    find_program("redis-server"),
+                    "--bind",
+                    "127.0.0.1",
+                    "--port",
+                    str(config.redis_port),
+                    "--dir",
+                    str(config.var_dir / "redis"),
+                    "--save",
+                    "60 1",
+                    "--appendonly",
+                    "no",
+                    "--maxclients",
+                    "10000",
+                ],
+                env,
+                config,
+            ),
+            "django": Service(
+                "django",
+                [uwsgi, "--ini", str(REPO / "uwsgi/django.ini")],
+                env,
+                config,
+                signal.SIGTERM,
+            ),
+            "wsloop": Service(
+                "wsloop",
+                [uwsgi, "--ini", str(REPO / "uwsgi/wsloop.ini")],
+                env,
+                config,
+                signal.SIGTERM,
+            ),
+            "nginx": Service(
+                "nginx",
+                [
+                    find_program("nginx"),
+                    "-p",
+                    str(config.run_dir),
+                    "-c",
+                    str(config.run_dir / "nginx.conf"),
+                    "-e",
+                    "stderr",
+                ],
+                env,
+                config,
+                signal.SIGQUIT,
+            ),
+        }
+
+    def manage(self, *args: str) -> str:
+        """Run a manage.py command with the stack's environment; its output, or RuntimeError."""
+        result = subprocess.run(
+            [sys.executable, str(REPO / "app/manage.py"), *args],
+            env=self.config.app_env(),
+            cwd=REPO / "app",
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(
+                f"manage.py {' '.join(args)} failed:\n{result.stdout}{result.stderr}"
+            )
+        return result.stdout
+
+    def prepare(self) -> None:
+        """Render the nginx configuration, migrate, collect static files, demo users."""
+        config = self.config
+        values = {
+            "RUN_DIR": str(config.run_dir),
+            "CONF_DIR": str(REPO / "nginx"),
+            "WORKER_PROCESSES": "2",
+            "WORKER_USER": "user root;" if os.geteuid() == 0 else "",
+            "ACCESS_LOG": "off" if not config.log_to_console else "/dev/stdout",
+            "LISTEN": f"127.0.0.1:{config.http_port}",
+            "DJANGO_UPSTREAM": f"127.0.0.1:{config.django_port}",
+            "WSLOOP_UPSTREAM": f"127.0.0.1:{config.ws_port}",
+            "STATIC_ROOT": str(config.var_dir / "static"),
+        }
+        render(REPO / "nginx/nginx.conf", config.run_dir / "nginx.conf", values)
+        render(REPO / "nginx/wsloop.conf", config.run_dir / "wsloop.conf", values)
+        subprocess.run(
+            [
+                find_program("nginx"),
+                "-t",
+                "-q",
+                "-p",
+                str(config.run_dir),
+                "-c",
+                str(config.run_dir / "nginx.conf"),
+                "-e",
+                "stderr",
+            ],
+            check=True,
+        )
+        self.manage("migrate", "--noinput")
+        self.manage("collectstatic", "--noinput", "--clear")
+        if config.debug:
+            self.manage("demo_users")
+
+    def start(self) -> None:
+        self.prepare()
+        self.start_service("redis")
+        self.wait_for("redis", self.redis_ready)
+        for name in ("django", "wsloop", "nginx"):
+            self.start_service(name)
+        self.wait_for("django", lambda: self.healthy("/healthz"))
+        self.wait_for("wsloop", lambda: self.healthy("/healthz/wsloop"))
+
+    def start_service(self, name: str) -> None:
+        self.services[name].start()
+
+    def stop_service(self, name: str) -> None:
+        self.services[name].stop()
+
+    def stop(self) -> None:
+        for name in ("nginx", "wsloop", "django", "redis"):
+            self.services[name].stop()
+
+    def redis_ready(self) -> bool:
+        try:
+            with socket.create_connection(("127.0.0.1", self.config.redis_port), 1) as conn:
+                conn.sendall(b"PING\r\n")
+                return conn.recv(16).startswith(b"+PONG")
+        except OSError:
+            return False
+
+    def healthy(self, path: str) -> bool:
+        try:
+            status, _ = http_get(self.config.http_port, path)
+        except OSError:
+            return False
+        return status == 200
+
+    def wait_for(
+        self, name: str, check: Callable[[], bool], timeout_s: float = START_TIMEOUT_S
+    ) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if check():
+                return
+            for service in self.services.values():
+                if service.process is not None and not service.running:
+                    raise RuntimeError(f"{service.name} exited:\n{service.log_tail()}")
+            time.sleep(0.1)
+        raise RuntimeError(
+            f"{name} not healthy after {timeout_s}s:\n" + self.services[name].log_tail()
+        )
+
+    def logs(self) -> Iterator[tuple[str, str]]:
+        for name, service in self.services.items():
+            yield name, service.log_tail()

@@ -1,0 +1,68 @@
+"""Test setup: Django configured for the demo project, and one two-pool stack per session.
+
+The stack (Redis, both uWSGI pools, nginx) is started only when a test asks for the ``stack``
+fixture; its ports are chosen before Django is set up so that ``wsloop.publish`` in this process
+talks to the stack's Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(REPO), str(REPO / "app")]
+
+from devstack.stack import Stack, StackConfig  # noqa: E402
+
+HEARTBEAT = "--heartbeat--"
+PREFIX = "wsl"
+STACK_ENV = {
+    "WSLOOP_PREFIX": PREFIX,
+    "WSLOOP_HEARTBEAT": HEARTBEAT,
+    "WSLOOP_HEARTBEAT_INTERVAL_S": "1",
+    "WSLOOP_SUBPROTOCOLS": "chat.v2,chat.v1",
+}
+STACK_CONFIG = StackConfig.ephemeral(Path(tempfile.mkdtemp(prefix="wsloop-test-")),
+                                     env=STACK_ENV)
+
+os.environ.update(STACK_ENV)
+os.environ.update({
+    "DJANGO_SETTINGS_MODULE": "project.settings",
+    "DJANGO_DEBUG": "1",
+    "REDIS_URL": STACK_CONFIG.redis_url,
+    "WSLOOP_DATA_DIR": str(STACK_CONFIG.var_dir),
+})
+
+import django  # noqa: E402
+
+django.setup()
+
+
+@pytest.fixture(scope="session")
+def stack() -> Iterator[Stack]:
+    running = Stack(STACK_CONFIG)
+    try:
+        running.start()
+    except Exception:
+        running.stop()
+        raise
+    yield running
+    running.stop()
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
+    """On a failing stack test, attach the tail of every service's log to the report."""
+    outcome = yield
+    report = outcome.get_result()
+    if report.failed and "stack" in getattr(item, "fixturenames", ()):
+        stack_fixture = item.funcargs.get("stack") if hasattr(item, "funcargs") else None
+        if isinstance(stack_fixture, Stack):
+            for name, tail in stack_fixture.logs():
+                report.sections.append((f"{name} log", tail))

@@ -1,0 +1,203 @@
+"""Clients for the integration tests: websockets with timeouts, Django logins, raw Redis."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import os
+import re
+import socket
+import struct
+import time
+import urllib.parse
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+import redis
+from websockets.exceptions import ConnectionClosed
+from websockets.sync.client import ClientConnection, connect
+
+from conftest import HEARTBEAT, PREFIX
+from devstack.stack import Stack
+
+RECV_TIMEOUT_S = 5.0
+DEMO_PASSWORD = os.environ.get("WSLOOP_DEMO_PASSWORD", "wsloop-demo")
+
+
+def unique_facility(name: str = "t") -> str:
+    return f"{name}-{uuid.uuid4().hex[:12]}"
+
+
+def channel(audience: str, facility: str, member: str | None = None) -> str:
+    middle = f"{audience}:{member}:" if member is not None else f"{audience}:"
+    return f"{PREFIX}:{middle}{facility}"
+
+
+def ws_connect(stack: Stack, path: str, *, session: str | None = None,
+               origin: str | None = None, **kwargs: Any) -> ClientConnection:
+    headers = {"Cookie": f"sessionid={session}"} if session else {}
+    return connect(f"{stack.config.ws_url}{path}", additional_headers=headers, origin=origin,
+                   open_timeout=RECV_TIMEOUT_S, close_timeout=2, max_size=None, **kwargs)
+
+
+def recv(ws: ClientConnection, timeout: float = RECV_TIMEOUT_S) -> str | bytes:
+    """The next message that is not a heartbeat, or TimeoutError."""
+    deadline = time.monotonic() + timeout
+    while True:
+        message = ws.recv(timeout=max(0.0, deadline - time.monotonic()))
+        if message != HEARTBEAT:
+            return message
+
+
+def assert_silent(ws: ClientConnection, seconds: float = 1.0) -> None:
+    """Nothing but heartbeats arrives for ``seconds``."""
+    try:
+        message = recv(ws, timeout=seconds)
+    except TimeoutError:
+        return
+    raise AssertionError(f"unexpected message {message!r}")
+
+
+def close_code_of(ws: ClientConnection, timeout: float = RECV_TIMEOUT_S) -> int | None:
+    """Read until the server closes; the close code it sent."""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            ws.recv(timeout=max(0.0, deadline - time.monotonic()))
+    except ConnectionClosed as closed:
+        return closed.rcvd.code if closed.rcvd else None
+
+
+def redis_client(stack: Stack) -> redis.Redis:
+    return redis.Redis.from_url(stack.config.redis_url, socket_timeout=5)
+
+
+def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if check():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or check}")
+
+
+def wait_subscribed(stack: Stack, name: str, count: int = 1) -> None:
+    """Wait until ``count`` worker subscriptions exist on a Redis channel."""
+    client = redis_client(stack)
+    wait_until(lambda: dict(client.pubsub_numsub(name)).get(name.encode(), 0) >= count,
+               what=f"subscription to {name}")
+
+
+def http_request(stack: Stack, method: str, path: str, *, body: str | None = None,
+                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+    conn = http.client.HTTPConnection("127.0.0.1", stack.config.http_port, timeout=10)
+    try:
+        conn.request(method, path, body=body, headers=headers or {})
+        response = conn.getresponse()
+        return response.status, {k.lower(): v for k, v in response.getheaders()}, response.read()
+    finally:
+        conn.close()
+
+
+def _cookies(headers: http.client.HTTPMessage | dict[str, str], raw: list[str]) -> dict[str, str]:
+    jar = {}
+    for line in raw:
+        name, _, rest = line.partition("=")
+        jar[name.strip()] = rest.split(";", 1)[0]
+    return jar
+
+
+def login(stack: Stack, username: str) -> str:
+    """Log in through Django's login view; returns the session key (the sessionid cookie)."""
+    conn = http.client.HTTPConnection("127.0.0.1", stack.config.http_port, timeout=10)
+    try:
+        conn.request("GET", "/accounts/login/")
+        response = conn.getresponse()
+        page = response.read().decode()
+        csrf_cookie = _cookies({}, response.headers.get_all("Set-Cookie") or [])["csrftoken"]
+        token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
+        assert token, "login page without CSRF token"
+        form = urllib.parse.urlencode({"username": username, "password": DEMO_PASSWORD,
+                                       "csrfmiddlewaretoken": token.group(1)})
+        conn.request("POST", "/accounts/login/", body=form, headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"csrftoken={csrf_cookie}",
+        })
+        response = conn.getresponse()
+        response.read()
+        assert response.status == 302, f"login of {username} failed: {response.status}"
+        jar = _cookies({}, response.headers.get_all("Set-Cookie") or [])
+        return jar["sessionid"]
+    finally:
+        conn.close()
+
+
+def post_form(stack: Stack, path: str, session: str, fields: dict[str, str]) -> tuple[int, bytes]:
+    """POST a form as a logged-in user (CSRF token from the login-free cookie dance)."""
+    token = "t" * 32
+    status, _, body = http_request(stack, "POST", path, body=urllib.parse.urlencode(
+        {**fields, "csrfmiddlewaretoken": token}), headers={
+        "Content-Type": "application/x-www-form-urlencoded",
+        "Cookie": f"sessionid={session}; csrftoken={token}",
+    })
+    return status, body
+
+
+class RawWebSocket:
+    """A hand-made client for frames a correct library refuses to send."""
+
+    def __init__(self, stack: Stack, path: str, receive_buffer: int | None = None) -> None:
+        self.sock = socket.socket()
+        if receive_buffer is not None:  # a client that reads slowly, set before connecting
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, receive_buffer)
+        self.sock.settimeout(5)
+        self.sock.connect(("127.0.0.1", stack.config.http_port))
+        key = base64.b64encode(os.urandom(16)).decode()
+        self.sock.sendall((
+            f"GET /ws/{path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.config.http_port}\r\n"
+            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        response = b""
+        while b"\r\n\r\n" not in response:
+            chunk = self.sock.recv(4096)
+            assert chunk, "connection closed during handshake"
+            response += chunk
+        head, _, self.buffer = response.partition(b"\r\n\r\n")
+        assert head.startswith(b"HTTP/1.1 101"), head
+
+    def send_frame(self, first_byte: int, payload: bytes) -> None:
+        mask = os.urandom(4)
+        length = len(payload)
+        if length < 126:
+            header = struct.pack("!BB", first_byte, 0x80 | length)
+        elif length < 65536:
+            header = struct.pack("!BBH", first_byte, 0x80 | 126, length)
+        else:
+            header = struct.pack("!BBQ", first_byte, 0x80 | 127, length)
+        masked = bytes(b ^ mask[i % 4] for i, b in enumerate(payload))
+        self.sock.sendall(header + mask + masked)
+
+    def read_close_code(self) -> int | None:
+        """Read frames until a close frame (its code) or EOF (None)."""
+        data = self.buffer
+        while True:
+            while len(data) >= 2:
+                opcode, length = data[0] & 0x0F, data[1] & 0x7F
+                offset = 2
+                if length == 126:
+                    length, offset = struct.unpack("!H", data[2:4])[0], 4
+                elif length == 127:
+                    length, offset = struct.unpack("!Q", data[2:10])[0], 10
+                if len(data) < offset + length:
+                    break
+                payload, data = data[offset:offset + length], data[offset + length:]
+                if opcode == 0x8:
+                    return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
+            chunk = self.sock.recv(65536)
+            if not chunk:
+                return None
+            data += chunk
+
+    def close(self) -> None:
+        self.sock.close()

@@ -1,0 +1,120 @@
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import TextMessage
+
+from wsloop.hub import Hub
+
+
+class FakeBroker:
+    """Records subscription changes; the hub's only collaborator."""
+
+    def __init__(self):
+        self.subscribed: set[str] = set()
+        self.calls: list[tuple[str, tuple[str, ...]]] = []
+
+    def subscribe(self, channels):
+        self.subscribed.update(channels)
+        self.calls.append(("subscribe", tuple(channels)))
+
+    def unsubscribe(self, channels):
+        self.subscribed.difference_update(channels)
+        self.calls.append(("unsubscribe", tuple(channels)))
+
+
+class Member:
+    def __init__(self):
+        self.frames: list[bytes] = []
+
+    def deliver(self, frame):
+        self.frames.append(frame)
+
+    def texts(self):
+        peer = Connection(ConnectionType.CLIENT)
+        for frame in self.frames:
+            peer.receive_data(frame)
+        return [e.data for e in peer.events() if isinstance(e, TextMessage)]
+
+
+def test_subscribe_on_first_interest_unsubscribe_on_last():
+    broker, a, b = FakeBroker(), Member(), Member()
+    hub = Hub(broker)
+    hub.join(a, ["c1", "c2"])
+    hub.join(b, ["c1"])
+    assert broker.calls == [("subscribe", ("c1", "c2"))]
+    hub.leave(a, ["c1", "c2"])
+    assert broker.calls[-1] == ("unsubscribe", ("c2",))
+    hub.leave(b, ["c1"])
+    assert broker.calls[-1] == ("unsubscribe", ("c1",))
+    assert hub.channels == frozenset()
+
+
+def test_one_frame_object_for_every_recipient():
+    hub, members = Hub(FakeBroker()), [Member() for _ in range(3)]
+    for member in members:
+        hub.join(member, ["c"])
+    assert hub.dispatch("c", b"hi") == 3
+    frames = [m.frames[0] for m in members]
+    assert all(frame is frames[0] for frame in frames)
+    assert members[0].texts() == ["hi"]
+
+
+def test_dispatch_to_unknown_channel_is_a_no_op():
+    assert Hub(FakeBroker()).dispatch("nobody", b"x") == 0
+
+
+def test_own_publish_skips_the_sender_once():
+    hub, sender, other = Hub(FakeBroker()), Member(), Member()
+    hub.join(sender, ["c"])
+    hub.join(other, ["c"])
+    hub.expect_own_publish(sender, "c", b"m")
+    hub.dispatch("c", b"m")
+    hub.dispatch("c", b"m")  # someone else sent the same bytes: the sender gets this one
+    assert sender.texts() == ["m"]
+    assert other.texts() == ["m", "m"]
+
+
+def test_own_publish_matches_by_payload_not_by_position():
+    hub, sender = Hub(FakeBroker()), Member()
+    hub.join(sender, ["c"])
+    hub.expect_own_publish(sender, "c", b"mine")
+    hub.dispatch("c", b"theirs")
+    hub.dispatch("c", b"mine")
+    assert sender.texts() == ["theirs"]
+
+
+def test_cancelled_and_forgotten_publishes():
+    hub, sender = Hub(FakeBroker()), Member()
+    hub.join(sender, ["c"])
+    hub.expect_own_publish(sender, "c", b"a")
+    hub.cancel_own_publish(sender, "c", b"a")
+    hub.expect_own_publish(sender, "c", b"b")
+    hub.forget_own_publishes()
+    hub.dispatch("c", b"a")
+    hub.dispatch("c", b"b")
+    assert sender.texts() == ["a", "b"]
+
+
+def test_expectation_needs_a_subscription_and_leaves_with_the_member():
+    hub, sender, stayer = Hub(FakeBroker()), Member(), Member()
+    hub.expect_own_publish(sender, "c", b"x")  # not subscribed: nothing to suppress
+    hub.join(sender, ["c"])
+    hub.join(stayer, ["c"])
+    hub.expect_own_publish(sender, "c", b"y")
+    hub.leave(sender, ["c"])
+    hub.dispatch("c", b"x")
+    hub.dispatch("c", b"y")
+    assert stayer.texts() == ["x", "y"]
+
+
+def test_member_leaving_during_dispatch_is_safe():
+    hub = Hub(FakeBroker())
+
+    class Leaver(Member):
+        def deliver(self, frame):
+            super().deliver(frame)
+            hub.leave(self, ["c"])
+
+    leaver, stayer = Leaver(), Member()
+    hub.join(leaver, ["c"])
+    hub.join(stayer, ["c"])
+    assert hub.dispatch("c", b"x") == 2
+    assert hub.member_count("c") == 1

@@ -1,0 +1,144 @@
+"""Bad clients, bursts, slow consumers and a Redis restart: one socket's trouble stays its own."""
+
+from __future__ import annotations
+
+import json
+import struct
+
+import pytest
+from websockets.exceptions import ConnectionClosed
+
+import wsloop
+from helpers import (
+    RawWebSocket,
+    channel,
+    close_code_of,
+    http_request,
+    recv,
+    redis_client,
+    unique_facility,
+    wait_subscribed,
+    wait_until,
+    ws_connect,
+)
+
+pytestmark = pytest.mark.stack
+
+
+def health(stack) -> dict:
+    _, _, body = http_request(stack, "GET", "/healthz/wsloop")
+    return json.loads(body)
+
+
+def publish_raw(stack, facility: str, payload: bytes) -> None:
+    redis_client(stack).publish(channel("broadcast", facility), payload)
+
+
+@pytest.mark.parametrize(("frame", "code"), [
+    (struct.pack("!BB", 0x80, 0x80) + b"\0\0\0\0", 1002),  # lone continuation frame
+    (b"\x81\x02hi", 1002),  # unmasked client frame
+    (struct.pack("!BB", 0x81, 0x82) + b"\0\0\0\0" + b"\xc3\x28", 1007),  # invalid UTF-8
+    (struct.pack("!BB", 0xC1, 0x80) + b"\0\0\0\0", 1002),  # reserved bit without extension
+    (struct.pack("!BB", 0x83, 0x80) + b"\0\0\0\0", 1002),  # reserved opcode
+], ids=["lone-continuation", "unmasked", "invalid-utf8", "rsv-bit", "bad-opcode"])
+def test_malformed_frame_closes_only_its_own_socket(stack, frame, code):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as bystander:
+        bad = RawWebSocket(stack, f"{facility}?subscribe-broadcast&publish-broadcast")
+        try:
+            bad.sock.sendall(frame)
+            assert bad.read_close_code() == code
+        finally:
+            bad.close()
+        wait_subscribed(stack, channel("broadcast", facility))
+        publish_raw(stack, facility, b"still here")
+        assert recv(bystander) == "still here"
+
+
+def test_oversized_message_closes_only_that_socket_with_1009(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as bystander, \
+         ws_connect(stack, f"{facility}?publish-broadcast") as big:
+        big.send("x" * (64 * 1024 + 1))
+        assert close_code_of(big) == 1009
+        wait_subscribed(stack, channel("broadcast", facility))
+        publish_raw(stack, facility, b"after")
+        assert recv(bystander) == "after"
+
+
+def test_message_at_the_limit_is_published(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as reader, \
+         ws_connect(stack, f"{facility}?publish-broadcast") as writer:
+        wait_subscribed(stack, channel("broadcast", facility))
+        writer.send("y" * (64 * 1024))
+        assert recv(reader) == "y" * (64 * 1024)
+
+
+def test_burst_of_1000_messages_all_arrive_in_order(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
+        name = channel("broadcast", facility)
+        wait_subscribed(stack, name)
+        with redis_client(stack).pipeline(transaction=False) as pipe:
+            for number in range(1000):
+                pipe.publish(name, str(number))
+            pipe.execute()
+        received = [recv(ws) for _ in range(1000)]
+        assert received == [str(number) for number in range(1000)]
+
+
+def test_burst_from_a_client_keeps_its_order(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as reader, \
+         ws_connect(stack, f"{facility}?publish-broadcast") as writer:
+        wait_subscribed(stack, channel("broadcast", facility))
+        for number in range(300):
+            writer.send(str(number))
+        assert [recv(reader) for _ in range(300)] == [str(n) for n in range(300)]
+
+
+def test_slow_consumer_is_closed_and_others_keep_everything(stack):
+    facility = unique_facility()
+    before = health(stack)["slow_consumers"]
+    slow = RawWebSocket(stack, f"{facility}?subscribe-broadcast", receive_buffer=4096)
+    try:
+        with ws_connect(stack, f"{facility}?subscribe-broadcast") as fast:
+            name = channel("broadcast", facility)
+            wait_subscribed(stack, name)
+            chunk = b"\xff" * 64 * 1024
+            with redis_client(stack).pipeline(transaction=False) as pipe:
+                for number in range(400):
+                    pipe.publish(name, number.to_bytes(4, "big") + chunk)
+                pipe.execute()
+            for number in range(400):
+                assert recv(fast, timeout=10)[:4] == number.to_bytes(4, "big")
+        wait_until(lambda: health(stack)["slow_consumers"] > before, what="slow-consumer close")
+        assert slow.read_close_code() in (4008, None)
+    finally:
+        slow.close()
+
+
+def test_sockets_survive_a_redis_restart_and_deliver_again(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
+        wait_subscribed(stack, channel("broadcast", facility))
+        reconnects = health(stack)["redis_reconnects"]
+        stack.stop_service("redis")
+        try:
+            status, _, _ = http_request(stack, "GET", "/healthz/wsloop")
+            assert status == 503
+            with pytest.raises(wsloop.PublishError):
+                wsloop.publish(facility, "lost", broadcast=True)
+            assert ws.ping().wait(timeout=3), "socket must stay open while Redis is down"
+        finally:
+            stack.start_service("redis")
+            stack.wait_for("redis", stack.redis_ready)
+        wait_until(lambda: health(stack).get("redis_reconnects", 0) > reconnects,
+                   timeout=15, what="wsloop resubscribed")
+        wsloop.publish(facility, "back", broadcast=True, expire=0)
+        assert recv(ws) == "back"
+        try:
+            ws.ping().wait(timeout=3)
+        except ConnectionClosed:
+            pytest.fail("socket closed by the Redis restart")

@@ -1,0 +1,278 @@
+"""The wire contract, end to end through nginx on the two-pool stack."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import subprocess
+import sys
+
+import pytest
+from websockets.exceptions import InvalidStatus
+
+import wsloop
+from conftest import HEARTBEAT, REPO
+from helpers import (
+    assert_silent,
+    channel,
+    http_request,
+    login,
+    post_form,
+    recv,
+    redis_client,
+    unique_facility,
+    wait_subscribed,
+    ws_connect,
+)
+
+pytestmark = pytest.mark.stack
+
+
+@pytest.fixture(scope="module")
+def sessions(stack):
+    """One logged-in session per demo user (alice: blue+staff-room, bob: blue, carol: green)."""
+    return {name: login(stack, name) for name in ("alice", "bob", "carol")}
+
+
+def status_of(error: InvalidStatus) -> int:
+    return error.response.status_code
+
+
+def test_broadcast_live_delivery(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as a, \
+         ws_connect(stack, f"{facility}?subscribe-broadcast") as b:
+        wait_subscribed(stack, channel("broadcast", facility))
+        wsloop.publish(facility, "hello", broadcast=True, expire=0)
+        assert recv(a) == "hello"
+        assert recv(b) == "hello"
+
+
+def test_raw_publish_from_any_redis_client_is_delivered_verbatim(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
+        name = channel("broadcast", facility)
+        wait_subscribed(stack, name)
+        client = redis_client(stack)
+        client.publish(name, "text ✓".encode())
+        client.publish(name, b"\x00\xffbinary")
+        assert recv(ws) == "text ✓"
+        assert recv(ws) == b"\x00\xffbinary"
+
+
+def test_late_joiner_gets_the_persisted_message(stack):
+    facility = unique_facility()
+    wsloop.publish(facility, "kept", broadcast=True, expire=60)
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
+        assert recv(ws) == "kept"
+    assert redis_client(stack).ttl(channel("broadcast", facility)) > 0
+
+
+def test_expire_zero_is_not_kept(stack):
+    facility = unique_facility()
+    wsloop.publish(facility, "gone", broadcast=True, expire=0)
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
+        assert_silent(ws, 0.5)
+
+
+def test_user_group_and_session_audiences(stack, sessions):
+    facility = unique_facility()
+    flags = "subscribe-user&subscribe-group&subscribe-session"
+    with contextlib.ExitStack() as opened:
+        sockets = {name: opened.enter_context(ws_connect(stack, f"{facility}?{flags}",
+                                                         session=key))
+                   for name, key in sessions.items()}
+        wait_subscribed(stack, channel("group", facility, "green"))
+        wsloop.publish(facility, "for alice", users=["alice"], expire=0)
+        assert recv(sockets["alice"]) == "for alice"
+        wsloop.publish(facility, "for blue", groups=["blue"], expire=0)
+        assert recv(sockets["alice"]) == "for blue"
+        assert recv(sockets["bob"]) == "for blue"
+        wsloop.publish(facility, "for bob's session", sessions=[sessions["bob"]], expire=0)
+        assert recv(sockets["bob"]) == "for bob's session"
+        assert_silent(sockets["carol"], 0.5)
+        assert_silent(sockets["alice"], 0.2)
+        assert_silent(sockets["bob"], 0.2)
+
+
+def test_one_client_never_sees_anothers_user_or_session_messages(stack, sessions):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-user&subscribe-session",
+                    session=sessions["alice"]) as alice, \
+         ws_connect(stack, f"{facility}?subscribe-user&subscribe-session",
+                    session=sessions["bob"]) as bob:
+        wait_subscribed(stack, channel("session", facility, sessions["bob"]))
+        wsloop.publish(facility, "alice only", users=["alice"],
+                       sessions=[sessions["alice"]], expire=0)
+        assert recv(alice) == "alice only"
+        assert recv(alice) == "alice only"
+        assert_silent(bob)
+
+
+def test_client_publish_reaches_only_the_senders_own_audience(stack, sessions):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?publish-user", session=sessions["alice"]) as sender, \
+         ws_connect(stack, f"{facility}?subscribe-user", session=sessions["alice"]) as alice2, \
+         ws_connect(stack, f"{facility}?subscribe-user", session=sessions["bob"]) as bob:
+        wait_subscribed(stack, channel("user", facility, "bob"))
+        sender.send("note to self")
+        assert recv(alice2) == "note to self"
+        assert_silent(bob)
+
+
+def test_echo_off_the_sender_does_not_receive_its_own_message(stack):
+    facility = unique_facility()
+    flags = "subscribe-broadcast&publish-broadcast"
+    with ws_connect(stack, f"{facility}?{flags}") as sender, \
+         ws_connect(stack, f"{facility}?subscribe-broadcast") as other:
+        wait_subscribed(stack, channel("broadcast", facility))
+        sender.send("ping everyone")
+        assert recv(other) == "ping everyone"
+        sender.send("ping everyone")  # identical payload twice: still never echoed
+        assert recv(other) == "ping everyone"
+        assert_silent(sender)
+
+
+def test_echo_on_the_sender_receives_its_message_once_with_its_opcode(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast&publish-broadcast&echo") as sender, \
+         ws_connect(stack, f"{facility}?subscribe-broadcast") as other:
+        wait_subscribed(stack, channel("broadcast", facility))
+        sender.send(b"\xff\x01")
+        assert recv(sender) == b"\xff\x01"
+        assert recv(other) == b"\xff\x01"
+        # Valid UTF-8 sent as binary: Redis carries bytes only, so others get text; the echo
+        # is local and keeps the sender's opcode.
+        sender.send(b"abc")
+        assert recv(sender) == b"abc"
+        assert recv(other) == "abc"
+        assert_silent(sender, 0.5)
+
+
+def test_heartbeat_is_sent_and_not_published(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast&publish-broadcast") as sender, \
+         ws_connect(stack, f"{facility}?subscribe-broadcast") as other:
+        assert other.recv(timeout=3) == HEARTBEAT
+        sender.send(HEARTBEAT)
+        assert_silent(other, 1.5)
+
+
+def test_ping_pong_echoes_the_payload(stack):
+    with ws_connect(stack, f"{unique_facility()}?subscribe-broadcast") as ws:
+        pong = ws.ping(b"are you there")
+        assert pong.wait(timeout=3)
+
+
+def test_missing_identity_is_refused_with_403_before_the_upgrade(stack):
+    facility = unique_facility()
+    for flags in ("subscribe-user", "subscribe-group", "subscribe-session", "publish-user"):
+        with pytest.raises(InvalidStatus) as refused:
+            ws_connect(stack, f"{facility}?{flags}")
+        assert status_of(refused.value) == 403, flags
+
+
+def test_forged_session_cookie_is_anonymous(stack):
+    facility = unique_facility()
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(stack, f"{facility}?subscribe-session", session="forgedforgedforged123")
+    assert status_of(refused.value) == 403
+    with ws_connect(stack, f"{facility}?subscribe-broadcast", session="forged") as ws:
+        assert ws.recv(timeout=3) == HEARTBEAT
+
+
+def test_cross_origin_page_is_refused(stack):
+    facility = unique_facility()
+    with pytest.raises(InvalidStatus) as refused:
+        ws_connect(stack, f"{facility}?subscribe-broadcast", origin="http://evil.example")
+    assert status_of(refused.value) == 403
+    own = f"http://127.0.0.1:{stack.config.http_port}"
+    with ws_connect(stack, f"{facility}?subscribe-broadcast", origin=own) as ws:
+        assert ws.recv(timeout=3) == HEARTBEAT
+
+
+def test_subprotocol_is_chosen_from_the_configured_list(stack):
+    facility = unique_facility()
+    with ws_connect(stack, facility, subprotocols=["chat.v1", "chat.v2"]) as ws:
+        assert ws.subprotocol == "chat.v2"
+
+
+@pytest.mark.parametrize(("method", "headers", "status"), [
+    ("POST", {"Upgrade": "websocket", "Connection": "Upgrade"}, 405),
+    ("GET", {}, 426),
+    ("GET", {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8",
+             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, 426),
+    ("GET", {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"},
+     400),
+])
+def test_bad_handshakes_get_a_clear_status_and_body(stack, method, headers, status):
+    code, _, body = http_request(stack, method, f"/ws/{unique_facility()}", headers=headers)
+    assert code == status
+    assert body.strip()
+
+
+def test_unknown_facility_is_404(stack):
+    code, _, body = http_request(stack, "GET", "/ws/bad:name")
+    assert code == 404 and b"facility" in body
+
+
+def test_allowed_channels_hook_strips_publishing_in_chat_rooms(stack):
+    facility = unique_facility("chat")
+    with ws_connect(stack, f"{facility}?subscribe-broadcast&publish-broadcast") as writer, \
+         ws_connect(stack, f"{facility}?subscribe-broadcast") as reader:
+        wait_subscribed(stack, channel("broadcast", facility))
+        writer.send("should not pass")
+        assert_silent(reader)
+
+
+def test_django_views_publish_to_room_user_group_and_session(stack, sessions):
+    room = unique_facility("r")
+    with ws_connect(stack, f"chat-{room}?subscribe-broadcast", session=sessions["bob"]) as bob_room, \
+         ws_connect(stack, "notify?subscribe-user&subscribe-group&subscribe-session",
+                    session=sessions["bob"]) as bob_notes, \
+         ws_connect(stack, "notify?subscribe-user&subscribe-group&subscribe-session",
+                    session=sessions["carol"]) as carol_notes:
+        wait_subscribed(stack, channel("broadcast", f"chat-{room}"))
+        wait_subscribed(stack, channel("group", "notify", "green"))
+        status, _ = post_form(stack, f"/chat/{room}/send", sessions["alice"], {"text": "hi all"})
+        assert status == 200
+        assert json.loads(recv(bob_room)) == {"kind": "chat", "user": "alice", "text": "hi all"}
+        post_form(stack, "/notify", sessions["alice"],
+                  {"target": "user", "name": "bob", "text": "psst"})
+        assert json.loads(recv(bob_notes))["text"] == "psst"
+        post_form(stack, "/notify", sessions["alice"],
+                  {"target": "group", "name": "green", "text": "greens"})
+        assert json.loads(recv(carol_notes))["text"] == "greens"
+        post_form(stack, "/notify", sessions["carol"],
+                  {"target": "session", "text": "my session"})
+        assert json.loads(recv(carol_notes))["text"] == "my session"
+        assert_silent(bob_notes, 0.5)
+
+
+def test_wspublish_management_command(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
+        wait_subscribed(stack, channel("broadcast", facility))
+        result = subprocess.run(
+            [sys.executable, str(REPO / "app/manage.py"), "wspublish", facility, "from cli",
+             "--broadcast", "--expire", "0"],
+            env=stack.config.app_env(), capture_output=True, text=True, timeout=60, check=False)
+        assert result.returncode == 0, result.stderr
+        assert "published to 1 worker" in result.stdout
+        assert recv(ws) == "from cli"
+
+
+def test_health_endpoints_through_nginx(stack):
+    for path in ("/healthz", "/healthz/wsloop"):
+        status, headers, body = http_request(stack, "GET", path)
+        assert status == 200, path
+        assert headers["content-type"].startswith("application/json")
+        assert json.loads(body)["status"] == "ok"
+
+
+def test_demo_page_and_static_files(stack, sessions):
+    status, _, body = http_request(stack, "GET", "/chat/lobby/",
+                                   headers={"Cookie": f"sessionid={sessions['alice']}"})
+    assert status == 200 and b'data-facility="chat-lobby"' in body
+    status, headers, _ = http_request(stack, "GET", "/static/chat/room.js")
+    assert status == 200 and "javascript" in headers["content-type"]

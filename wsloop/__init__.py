@@ -1,0 +1,24 @@
+"""wsloop: real-time server push for Django, in a decoupled gevent websocket loop.
+
+Django code publishes with :func:`publish`; the websocket workers (``wsloop.uwsgi_adapter``)
+push to the browsers. See the README for the wire contract and deployment.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+__all__ = ["SELF", "PublishError", "publish"]
+
+if TYPE_CHECKING:
+    from .publisher import SELF, PublishError, publish
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that importing wsloop does not import Django before settings are configured.
+    if name in __all__:
+        from . import publisher  # noqa: PLC0415  (lazy: Django may not be configured yet)
+
+        return getattr(publisher, name)
+    raise AttributeError(name)

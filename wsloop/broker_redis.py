@@ -1,0 +1,167 @@
+"""Redis implementation of the broker, for gevent workers.
+
+Connections per worker process: one pub/sub connection for every channel of every socket, plus the
+command pool (``WSLOOP_REDIS_POOL_SIZE``, default 1) for publishing and persisted messages. With
+``wsloop.redis_pool.SharedConnectionPool`` as Django's cache ``pool_class``, sessions share that
+pool too: two connections per worker at any socket count.
+
+Persistence follows django-websocket-redis: a published message is also SET under the channel's
+own name with an expiry, and sent to sockets that subscribe while it lives.
+
+When Redis goes away the listener logs it, retries with exponential backoff and jitter (capped at
+``RECONNECT_BACKOFF_CAP_S``), and on success subscribes again to every channel that still has
+local sockets. Sockets stay open throughout; what was published in between is not delivered.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Collection
+
+import gevent
+import gevent.event
+import redis
+from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
+from redis.client import PubSub
+from redis.retry import Retry
+
+from .broker import BrokerUnavailable, MessageHandler, ReconnectHandler
+
+logger = logging.getLogger(__name__)
+
+LISTEN_TIMEOUT_S = 5.0  # how long one read on the subscription waits before looping
+HEALTH_CHECK_INTERVAL_S = 15  # PING an idle subscription this often to find dead TCP peers
+CONNECT_TIMEOUT_S = 5.0
+RECONNECT_BACKOFF_BASE_S = 0.1
+RECONNECT_BACKOFF_CAP_S = 5.0  # a worker finds a restarted Redis within this many seconds
+
+REDIS_ERRORS = (redis.RedisError, OSError)
+
+
+class RedisBroker:
+    def __init__(self, url: str, command_pool: redis.ConnectionPool) -> None:
+        self._url = url
+        self._commands = redis.Redis(connection_pool=command_pool)
+        self._channels: set[str] = set()
+        self._pubsub: PubSub | None = None
+        self._wanted = gevent.event.Event()
+        self._backoff = ExponentialWithJitterBackoff(
+            base=RECONNECT_BACKOFF_BASE_S, cap=RECONNECT_BACKOFF_CAP_S
+        )
+        self._listener: gevent.Greenlet | None = None
+        self._reset_requested = False
+        self.reconnects = 0
+
+    def start(self, on_message: MessageHandler, on_reconnect: ReconnectHandler) -> None:
+        if self._listener is None:
+            self._listener = gevent.spawn(self._listen, on_message, on_reconnect)
+
+    def subscribe(self, channels: Collection[str]) -> None:
+        self._channels.update(channels)
+        self._wanted.set()
+        self._send(lambda pubsub: pubsub.subscribe(*channels))
+
+    def unsubscribe(self, channels: Collection[str]) -> None:
+        self._channels.difference_update(channels)
+        self._send(lambda pubsub: pubsub.unsubscribe(*channels))  # type: ignore[no-untyped-call]
+
+    def publish(self, channels: Collection[str], payload: bytes, expire_s: int) -> None:
+        try:
+            with self._commands.pipeline(transaction=False) as pipe:
+                for channel in channels:
+                    pipe.publish(channel, payload)
+                    if expire_s > 0:
+                        pipe.set(channel, payload, ex=expire_s)
+                pipe.execute()
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot publish: {exc}") from exc
+
+    def fetch_persisted(self, channels: Collection[str]) -> list[bytes]:
+        if not channels:
+            return []
+        try:
+            values = self._commands.mget(list(channels))
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot fetch persisted messages: {exc}") from exc
+        return [value for value in values if isinstance(value, bytes)]
+
+    def ping(self) -> bool:
+        try:
+            return bool(self._commands.ping())
+        except REDIS_ERRORS:
+            return False
+
+    def _send(self, command: Callable[[PubSub], object]) -> None:
+        pubsub = self._pubsub
+        if pubsub is None or pubsub.connection is None:
+            return  # the listener subscribes to self._channels once connected
+        try:
+            command(pubsub)
+        except REDIS_ERRORS as exc:
+            logger.debug("subscription command failed, the listener will reconnect: %s", exc)
+            self._reset_requested = True
+
+    def _connect(self) -> PubSub:
+        client = redis.Redis.from_url(
+            self._url,
+            retry=Retry(NoBackoff(), 0),  # this module owns reconnection and backoff
+            health_check_interval=HEALTH_CHECK_INTERVAL_S,
+            socket_connect_timeout=CONNECT_TIMEOUT_S,
+            socket_keepalive=True,
+        )
+        pubsub: PubSub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        if self._channels:
+            pubsub.subscribe(*self._channels)
+        else:
+            pubsub.ping()
+        return pubsub
+
+    def _listen(self, on_message: MessageHandler, on_reconnect: ReconnectHandler) -> None:
+        failures = 0
+        while True:
+            self._wanted.wait()
+            try:
+                self._reset_requested = False
+                self._pubsub = self._connect()
+                if failures:
+                    self.reconnects += 1
+                    logger.warning(
+                        "redis subscription restored after %d attempts, %d channels",
+                        failures,
+                        len(self._channels),
+                    )
+                    on_reconnect()
+                failures = 0
+                self._drain_forever(self._pubsub, on_message)
+            except REDIS_ERRORS as exc:
+                failures += 1
+                delay = self._backoff.compute(failures)
+                log = logger.warning if failures == 1 else logger.debug
+                log("redis subscription lost (%s), retrying in %.2fs", exc, delay)
+                self._close()
+                gevent.sleep(delay)
+
+    def _drain_forever(self, pubsub: PubSub, on_message: MessageHandler) -> None:
+        """Read until an error; every wake-up drains all buffered messages (no burst loss)."""
+        while not self._reset_requested:
+            message = pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
+            while message is not None:
+                if message["type"] == "message":
+                    self._handle(on_message, message["channel"], message["data"])
+                message = pubsub.get_message(timeout=0)
+        raise redis.ConnectionError("a subscription command failed")
+
+    @staticmethod
+    def _handle(on_message: MessageHandler, channel: bytes | str, payload: bytes) -> None:
+        try:
+            on_message(channel.decode() if isinstance(channel, bytes) else channel, payload)
+        except Exception:
+            logger.exception("dispatching a message on %r failed", channel)
+
+    def _close(self) -> None:
+        pubsub, self._pubsub = self._pubsub, None
+        if pubsub is not None:
+            try:
+                pubsub.close()
+            except REDIS_ERRORS:
+                logger.debug("closing a broken subscription failed", exc_info=True)

@@ -1,0 +1,213 @@
+"""One websocket on a gevent socket: the reader greenlet, non-blocking fan-out writes, closing.
+
+A socket costs one greenlet while idle (the reader, parked in ``recv``). Frames from the hub are
+written immediately with a non-blocking send; only when the kernel buffer is full does the rest
+go to the bounded send queue and a writer greenlet start, to exit again once the queue is empty.
+Only the reader greenlet closes the socket; everyone else shuts it down, which wakes the reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import socket
+import time
+from typing import TYPE_CHECKING
+
+import gevent
+
+from .broker import BrokerUnavailable
+from .channels import ChannelPlan
+from .protocol import CloseCode, Message, ProtocolCore, State, encode_data, encode_message
+from .sendqueue import SendQueue
+
+if TYPE_CHECKING:
+    from .runtime import Runtime
+
+logger = logging.getLogger(__name__)
+
+RECV_BYTES = 64 * 1024  # one read; wsproto keeps partial frames, so any size is correct
+
+
+class WebSocket:
+    __slots__ = (
+        "_core",
+        "_holding",
+        "_queue",
+        "_runtime",
+        "_sock",
+        "_writer",
+        "last_seen",
+        "plan",
+        "subprotocol",
+    )
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        runtime: Runtime,
+        plan: ChannelPlan,
+        subprotocol: str | None = None,
+    ) -> None:
+        settings = runtime.settings
+        self._sock = sock
+        self._runtime = runtime
+        self._core = ProtocolCore(settings.max_message_bytes)
+        self._queue = SendQueue(settings.send_queue_bytes)
+        self._writer: gevent.Greenlet | None = None
+        self._holding = True  # live frames wait in the queue until persisted ones are sent
+        self.plan = plan
+        self.subprotocol = subprotocol
+        self.last_seen = time.monotonic()
+
+    @property
+    def state(self) -> State:
+        return self._core.state
+
+    def run(self) -> None:
+        """Serve the socket until it closes; runs in its own greenlet."""
+        runtime = self._runtime
+        runtime.attach(self)
+        try:
+            self._send_persisted()
+            self._read_until_closed()
+        except OSError as exc:
+            logger.debug("socket error: %s", exc)
+        finally:
+            runtime.detach(self)
+            self._finish()
+
+    def deliver(self, frame: bytes | memoryview) -> None:
+        """Hub-facing: send a data frame while the socket is open; never blocks."""
+        if self._core.state is State.OPEN:
+            self._send(frame)
+
+    def _send(self, frame: bytes | memoryview) -> None:
+        """Write now if the socket takes it, else queue it, keeping order; never blocks."""
+        if self._holding or self._writer is not None or self._queue:
+            self._enqueue(frame)
+            return
+        try:
+            sent = self._sock.send(frame, 0, timeout=0.0)  # type: ignore[call-arg]
+        except BlockingIOError:
+            sent = 0
+        except OSError:
+            self._abort()
+            return
+        if sent < len(frame):
+            self._enqueue(memoryview(frame)[sent:])
+
+    def close(self, code: CloseCode, reason: str = "") -> None:
+        """Start the closing handshake from the server side."""
+        frame = self._core.close(code, reason)
+        if frame:
+            self._send(frame)
+            gevent.spawn_later(self._runtime.settings.close_timeout_s, self._abort_if_open)
+
+    def _abort_if_open(self) -> None:
+        """The peer did not complete the closing handshake in time."""
+        if self._core.state is not State.CLOSED:
+            self._abort()
+
+    def _enqueue(self, frame: bytes | memoryview) -> None:
+        if not self._queue.push(frame):
+            self._drop_slow_consumer()
+            return
+        if self._writer is None and not self._holding:
+            self._writer = gevent.spawn(self._flush)
+
+    def _flush(self) -> None:
+        try:
+            while self._queue:
+                self._sock.sendall(self._queue.pop())
+        except OSError:
+            self._abort()
+        finally:
+            self._writer = None
+
+    def _drop_slow_consumer(self) -> None:
+        """Close with SLOW_CONSUMER: the queue is dropped, the close frame sent best effort."""
+        self._runtime.metrics.slow_consumers += 1
+        logger.info(
+            "closing slow consumer on %s (%d bytes queued)",
+            self.plan.facility,
+            self._queue.queued_bytes,
+        )
+        self._queue.clear()
+        frame = self._core.close(CloseCode.SLOW_CONSUMER, "send queue limit reached")
+        if frame and self._writer is None:
+            with contextlib.suppress(OSError):
+                self._sock.send(frame, 0, timeout=0.0)  # type: ignore[call-arg]
+        self._abort()
+
+    def _abort(self) -> None:
+        """Stop the socket from any greenlet: the reader wakes up and cleans up."""
+        self._core.receive_eof()
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+
+    def _send_persisted(self) -> None:
+        try:
+            persisted = self._runtime.broker.fetch_persisted(self.plan.subscribe)
+        except BrokerUnavailable as exc:
+            logger.warning("persisted messages not sent: %s", exc)
+            persisted = []
+        for payload in reversed(persisted):
+            self._queue.push_front(encode_message(payload))
+        self._holding = False
+        if self._queue and self._writer is None:
+            self._writer = gevent.spawn(self._flush)
+
+    def _read_until_closed(self) -> None:
+        core = self._core
+        settings = self._runtime.settings
+        while core.state is not State.CLOSED:
+            timeout = settings.close_timeout_s if core.state is State.CLOSING else None
+            with gevent.Timeout(timeout, False):
+                data = self._sock.recv(RECV_BYTES)
+                if not data:
+                    core.receive_eof()
+                    return
+                self.last_seen = time.monotonic()
+                received = core.receive(data)
+                if received.outgoing:
+                    self._send(received.outgoing)
+                for message in received.messages:
+                    self._on_message(message)
+                continue
+            return  # the peer did not answer our close frame in time
+
+    def _on_message(self, message: Message) -> None:
+        runtime = self._runtime
+        runtime.metrics.messages_in += 1
+        heartbeat = runtime.heartbeat_bytes
+        if heartbeat is not None and message.is_text and message.payload == heartbeat:
+            return
+        if not self.plan.publish:
+            logger.debug("dropped a message from a socket without publish flags")
+            return
+        hub = runtime.hub
+        own = [c for c in self.plan.publish if c in self.plan.subscribe]
+        for channel in own:
+            hub.expect_own_publish(self, channel, message.payload)
+        try:
+            runtime.broker.publish(self.plan.publish, message.payload, runtime.settings.expire_s)
+        except BrokerUnavailable as exc:
+            for channel in own:
+                hub.cancel_own_publish(self, channel, message.payload)
+            logger.warning("message from a socket on %s not published: %s", self.plan.facility, exc)
+            return
+        if self.plan.echo and own:
+            frame = encode_data(message.payload, message.is_text)
+            for _ in own:
+                self.deliver(frame)
+
+    def _finish(self) -> None:
+        """Flush what is queued (bounded by the close timeout), then close the socket."""
+        writer = self._writer
+        if writer is not None:
+            writer.join(timeout=self._runtime.settings.close_timeout_s)
+            writer.kill(block=False)
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
+        self._sock.close()

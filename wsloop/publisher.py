@@ -1,0 +1,148 @@
+"""Publishing from Django code: one call, any audience.
+
+Blocking redis-py calls, meant for Django's own (sync) workers and management commands. Each
+message is PUBLISHed raw (any Redis client can do the same) and, when ``expire`` > 0, also SET
+under the channel's name for that many seconds so sockets that subscribe later receive it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any, Final
+
+import redis
+from django.http import HttpRequest
+
+from . import conf
+from .channels import Audience, Identity, audience_channels, channel_name, is_valid_facility
+from .identity import GROUPS_KEY, WS4REDIS_GROUPS_KEY
+from .redis_pool import get_pool
+
+
+class PublishError(Exception):
+    """Redis could not take the message: nothing was published (never a silent drop)."""
+
+
+class _SelfMarker:
+    """The current request's own user, groups or session (``users=[SELF]``)."""
+
+    _instance: _SelfMarker | None = None
+
+    def __new__(cls) -> _SelfMarker:
+        if cls._instance is None:
+            cls._instance = super().__new__(cls)
+        return cls._instance
+
+    def __repr__(self) -> str:
+        return "SELF"
+
+
+SELF: Final = _SelfMarker()
+
+Audiences = Iterable[str | _SelfMarker]
+
+
+def request_identity(request: HttpRequest | None) -> Identity:
+    """The identity of a Django request (in the Django process, where the database is fine)."""
+    if request is None:
+        return Identity()
+    user = getattr(request, "user", None)
+    session = getattr(request, "session", None)
+    username = user.get_username() if user is not None and user.is_authenticated else None
+    groups: frozenset[str] = frozenset()
+    if username is not None:
+        stored = session.get(GROUPS_KEY, session.get(WS4REDIS_GROUPS_KEY)) if session else None
+        if stored is None:
+            stored = user.groups.values_list("name", flat=True)  # type: ignore[union-attr]
+        groups = frozenset(stored)
+    session_key = session.session_key if session is not None else None
+    return Identity(username=username, groups=groups, session_key=session_key)
+
+
+def target_channels(
+    prefix: str,
+    facility: str,
+    *,
+    broadcast: bool = False,
+    users: Audiences = (),
+    groups: Audiences = (),
+    sessions: Audiences = (),
+    identity: Identity | None = None,
+) -> list[str]:
+    """Channel names for an audience; SELF stands for ``identity``'s own user/groups/session.
+
+    SELF without a matching identity (an anonymous request, no session) adds nothing.
+    """
+    if not is_valid_facility(facility):
+        raise ValueError(f"invalid facility {facility!r}")
+    if isinstance(users, str) or isinstance(groups, str) or isinstance(sessions, str):
+        raise TypeError("users, groups and sessions take a list of names, not a string")
+    me = identity or Identity()
+    channels: list[str] = []
+    if broadcast:
+        channels.append(channel_name(prefix, Audience.BROADCAST, facility))
+    for audience, members in (
+        (Audience.USER, users),
+        (Audience.GROUP, groups),
+        (Audience.SESSION, sessions),
+    ):
+        for member in members:
+            if member is SELF:
+                channels.extend(audience_channels(prefix, audience, facility, me))
+            else:
+                channels.append(channel_name(prefix, audience, facility, str(member)))
+    return list(dict.fromkeys(channels))
+
+
+def publish_to_channels(
+    channels: Iterable[str], message: str | bytes, expire: int | None = None
+) -> int:
+    """PUBLISH (and persist) one message on channel names; returns the number of Redis
+    subscribers (worker processes, not sockets) that received it."""
+    settings = conf.load()
+    payload = message.encode("utf-8") if isinstance(message, str) else bytes(message)
+    expire_s = settings.expire_s if expire is None else int(expire)
+    client = redis.Redis(connection_pool=get_pool(settings.redis_url, settings.redis_pool_size))
+    try:
+        with client.pipeline(transaction=False) as pipe:
+            names = list(channels)
+            for name in names:
+                pipe.publish(name, payload)
+                if expire_s > 0:
+                    pipe.set(name, payload, ex=expire_s)
+            replies: list[Any] = pipe.execute()
+    except (redis.RedisError, OSError) as exc:
+        raise PublishError(f"Redis unavailable, message not published: {exc}") from exc
+    step = 2 if expire_s > 0 else 1
+    return sum(int(reply) for reply in replies[::step])
+
+
+def publish(
+    facility: str,
+    message: str | bytes,
+    *,
+    broadcast: bool = False,
+    users: Audiences = (),
+    groups: Audiences = (),
+    sessions: Audiences = (),
+    request: HttpRequest | None = None,
+    expire: int | None = None,
+) -> int:
+    """Send ``message`` to every socket of ``facility`` that subscribed to one of the audiences.
+
+    ``users``, ``groups`` and ``sessions`` list names (usernames, group names, session keys);
+    ``SELF`` in a list stands for ``request``'s own. ``expire`` (seconds, default
+    ``WSLOOP_EXPIRE``) keeps the message for sockets that subscribe later; 0 does not keep it.
+    Returns the number of worker processes that received it. Raises PublishError when Redis is
+    unreachable and ValueError for an invalid facility.
+    """
+    channels = target_channels(
+        conf.load().channel_prefix,
+        facility,
+        broadcast=broadcast,
+        users=users,
+        groups=groups,
+        sessions=sessions,
+        identity=request_identity(request),
+    )
+    return publish_to_channels(channels, message, expire)

@@ -1,0 +1,109 @@
+"""Everything one websocket worker process shares: settings, broker, hub, keepalive timers.
+
+Created lazily on the first request of each process (never in a pre-fork master), so the Redis
+connections and greenlets belong to the worker that uses them.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import os
+import time
+from dataclasses import dataclass
+
+import gevent
+
+from . import conf
+from .broker import Broker
+from .broker_redis import RedisBroker
+from .connection import WebSocket
+from .hub import Hub
+from .protocol import CloseCode, encode_ping, encode_text
+from .redis_pool import get_pool
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Metrics:
+    """Counters of one worker (exported by the health endpoint)."""
+
+    sockets_opened: int = 0
+    messages_in: int = 0
+    messages_out: int = 0
+    slow_consumers: int = 0
+    idle_timeouts: int = 0
+
+
+class Runtime:
+    def __init__(self, settings: conf.Settings, broker: Broker) -> None:
+        self.settings = settings
+        self.broker = broker
+        self.hub = Hub(broker)
+        self.metrics = Metrics()
+        self.sockets: set[WebSocket] = set()
+        self.heartbeat_bytes = settings.heartbeat.encode() if settings.heartbeat else None
+        self._started = False
+
+    def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        self.broker.start(self._dispatch, self.hub.forget_own_publishes)
+        gevent.spawn(self._ping_forever)
+        if self.settings.heartbeat:
+            gevent.spawn(self._heartbeat_forever, self.settings.heartbeat)
+
+    def attach(self, websocket: WebSocket) -> None:
+        self.sockets.add(websocket)
+        self.metrics.sockets_opened += 1
+        self.hub.join(websocket, websocket.plan.subscribe)
+
+    def detach(self, websocket: WebSocket) -> None:
+        self.hub.leave(websocket, websocket.plan.subscribe)
+        self.sockets.discard(websocket)
+
+    def shutdown(self) -> None:
+        """Close every socket with GOING_AWAY (worker reload or stop)."""
+        for websocket in tuple(self.sockets):
+            websocket.close(CloseCode.GOING_AWAY, "server restarting")
+
+    def _dispatch(self, channel: str, payload: bytes) -> None:
+        self.metrics.messages_out += self.hub.dispatch(channel, payload)
+
+    def _ping_forever(self) -> None:
+        """RFC 6455 pings keep proxies from timing out idle sockets and find dead peers: a
+        socket that sent nothing (not even a pong) for ``idle_timeout_s`` is dropped."""
+        frame = encode_ping()
+        while True:
+            gevent.sleep(self.settings.ping_interval_s)
+            deadline = time.monotonic() - self.settings.idle_timeout_s
+            for websocket in tuple(self.sockets):
+                if websocket.last_seen < deadline:
+                    self.metrics.idle_timeouts += 1
+                    websocket.close(CloseCode.GOING_AWAY, "idle timeout")
+                else:
+                    websocket.deliver(frame)
+
+    def _heartbeat_forever(self, heartbeat: str) -> None:
+        frame = encode_text(heartbeat)
+        while True:
+            gevent.sleep(self.settings.heartbeat_interval_s)
+            for websocket in tuple(self.sockets):
+                websocket.deliver(frame)
+
+
+@functools.cache
+def _runtime_of_process(pid: int) -> Runtime:
+    settings = conf.load()
+    pool = get_pool(settings.redis_url, settings.redis_pool_size)
+    runtime = Runtime(settings, RedisBroker(settings.redis_url, pool))
+    runtime.start()
+    return runtime
+
+
+def get_runtime() -> Runtime:
+    """This process's runtime, created and started on first use (keyed by pid: never shared
+    across a fork)."""
+    return _runtime_of_process(os.getpid())
