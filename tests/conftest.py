@@ -28,16 +28,17 @@ STACK_ENV = {
     "WSLOOP_HEARTBEAT_INTERVAL_S": "1",
     "WSLOOP_SUBPROTOCOLS": "chat.v2,chat.v1",
 }
-STACK_CONFIG = StackConfig.ephemeral(Path(tempfile.mkdtemp(prefix="wsloop-test-")),
-                                     env=STACK_ENV)
+STACK_CONFIG = StackConfig.ephemeral(Path(tempfile.mkdtemp(prefix="wsloop-test-")), env=STACK_ENV)
 
 os.environ.update(STACK_ENV)
-os.environ.update({
-    "DJANGO_SETTINGS_MODULE": "project.settings",
-    "DJANGO_DEBUG": "1",
-    "REDIS_URL": STACK_CONFIG.redis_url,
-    "WSLOOP_DATA_DIR": str(STACK_CONFIG.var_dir),
-})
+os.environ.update(
+    {
+        "DJANGO_SETTINGS_MODULE": "project.settings",
+        "DJANGO_DEBUG": "1",
+        "REDIS_URL": STACK_CONFIG.redis_url,
+        "WSLOOP_DATA_DIR": str(STACK_CONFIG.var_dir),
+    }
+)
 
 import django  # noqa: E402
 
@@ -66,3 +67,13 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         if isinstance(stack_fixture, Stack):
             for name, tail in stack_fixture.logs():
                 report.sections.append((f"{name} log", tail))
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """In CI a skipped test is a hidden gap: fail the run instead of passing quietly."""
+    reporter = session.config.pluginmanager.get_plugin("terminalreporter")
+    skipped = reporter.stats.get("skipped", []) if reporter else []
+    if os.environ.get("CI") and skipped and exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        if reporter:
+            reporter.write_line(f"CI: {len(skipped)} skipped test(s) count as failures", red=True)

@@ -34,11 +34,19 @@ def channel(audience: str, facility: str, member: str | None = None) -> str:
     return f"{PREFIX}:{middle}{facility}"
 
 
-def ws_connect(stack: Stack, path: str, *, session: str | None = None,
-               origin: str | None = None, **kwargs: Any) -> ClientConnection:
+def ws_connect(
+    stack: Stack, path: str, *, session: str | None = None, origin: str | None = None, **kwargs: Any
+) -> ClientConnection:
     headers = {"Cookie": f"sessionid={session}"} if session else {}
-    return connect(f"{stack.config.ws_url}{path}", additional_headers=headers, origin=origin,
-                   open_timeout=RECV_TIMEOUT_S, close_timeout=2, max_size=None, **kwargs)
+    return connect(
+        f"{stack.config.ws_url}{path}",
+        additional_headers=headers,
+        origin=origin,
+        open_timeout=RECV_TIMEOUT_S,
+        close_timeout=2,
+        max_size=None,
+        **kwargs,
+    )
 
 
 def recv(ws: ClientConnection, timeout: float = RECV_TIMEOUT_S) -> str | bytes:
@@ -85,12 +93,20 @@ def wait_until(check: Callable[[], bool], timeout: float = 10.0, what: str = "")
 def wait_subscribed(stack: Stack, name: str, count: int = 1) -> None:
     """Wait until ``count`` worker subscriptions exist on a Redis channel."""
     client = redis_client(stack)
-    wait_until(lambda: dict(client.pubsub_numsub(name)).get(name.encode(), 0) >= count,
-               what=f"subscription to {name}")
+    wait_until(
+        lambda: dict(client.pubsub_numsub(name)).get(name.encode(), 0) >= count,
+        what=f"subscription to {name}",
+    )
 
 
-def http_request(stack: Stack, method: str, path: str, *, body: str | None = None,
-                 headers: dict[str, str] | None = None) -> tuple[int, dict[str, str], bytes]:
+def http_request(
+    stack: Stack,
+    method: str,
+    path: str,
+    *,
+    body: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, dict[str, str], bytes]:
     conn = http.client.HTTPConnection("127.0.0.1", stack.config.http_port, timeout=10)
     try:
         conn.request(method, path, body=body, headers=headers or {})
@@ -118,12 +134,18 @@ def login(stack: Stack, username: str) -> str:
         csrf_cookie = _cookies({}, response.headers.get_all("Set-Cookie") or [])["csrftoken"]
         token = re.search(r'name="csrfmiddlewaretoken" value="([^"]+)"', page)
         assert token, "login page without CSRF token"
-        form = urllib.parse.urlencode({"username": username, "password": DEMO_PASSWORD,
-                                       "csrfmiddlewaretoken": token.group(1)})
-        conn.request("POST", "/accounts/login/", body=form, headers={
-            "Content-Type": "application/x-www-form-urlencoded",
-            "Cookie": f"csrftoken={csrf_cookie}",
-        })
+        form = urllib.parse.urlencode(
+            {"username": username, "password": DEMO_PASSWORD, "csrfmiddlewaretoken": token.group(1)}
+        )
+        conn.request(
+            "POST",
+            "/accounts/login/",
+            body=form,
+            headers={
+                "Content-Type": "application/x-www-form-urlencoded",
+                "Cookie": f"csrftoken={csrf_cookie}",
+            },
+        )
         response = conn.getresponse()
         response.read()
         assert response.status == 302, f"login of {username} failed: {response.status}"
@@ -136,11 +158,16 @@ def login(stack: Stack, username: str) -> str:
 def post_form(stack: Stack, path: str, session: str, fields: dict[str, str]) -> tuple[int, bytes]:
     """POST a form as a logged-in user (CSRF token from the login-free cookie dance)."""
     token = "t" * 32
-    status, _, body = http_request(stack, "POST", path, body=urllib.parse.urlencode(
-        {**fields, "csrfmiddlewaretoken": token}), headers={
-        "Content-Type": "application/x-www-form-urlencoded",
-        "Cookie": f"sessionid={session}; csrftoken={token}",
-    })
+    status, _, body = http_request(
+        stack,
+        "POST",
+        path,
+        body=urllib.parse.urlencode({**fields, "csrfmiddlewaretoken": token}),
+        headers={
+            "Content-Type": "application/x-www-form-urlencoded",
+            "Cookie": f"sessionid={session}; csrftoken={token}",
+        },
+    )
     return status, body
 
 
@@ -154,10 +181,13 @@ class RawWebSocket:
         self.sock.settimeout(5)
         self.sock.connect(("127.0.0.1", stack.config.http_port))
         key = base64.b64encode(os.urandom(16)).decode()
-        self.sock.sendall((
-            f"GET /ws/{path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.config.http_port}\r\n"
-            f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
-            "Sec-WebSocket-Version: 13\r\n\r\n").encode())
+        self.sock.sendall(
+            (
+                f"GET /ws/{path} HTTP/1.1\r\nHost: 127.0.0.1:{stack.config.http_port}\r\n"
+                f"Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: {key}\r\n"
+                "Sec-WebSocket-Version: 13\r\n\r\n"
+            ).encode()
+        )
         response = b""
         while b"\r\n\r\n" not in response:
             chunk = self.sock.recv(4096)
@@ -191,7 +221,7 @@ class RawWebSocket:
                     length, offset = struct.unpack("!Q", data[2:10])[0], 10
                 if len(data) < offset + length:
                     break
-                payload, data = data[offset:offset + length], data[offset + length:]
+                payload, data = data[offset : offset + length], data[offset + length :]
                 if opcode == 0x8:
                     return struct.unpack("!H", payload[:2])[0] if len(payload) >= 2 else None
             chunk = self.sock.recv(65536)

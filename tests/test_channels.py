@@ -49,12 +49,17 @@ def test_audience_channels_need_the_matching_identity():
 
 
 def test_plan_resolves_every_flag_and_deduplicates():
-    flags = parse_flags("subscribe-broadcast&subscribe-user&subscribe-group&subscribe-session"
-                        "&publish-user&echo")
+    flags = parse_flags(
+        "subscribe-broadcast&subscribe-user&subscribe-group&subscribe-session&publish-user&echo"
+    )
     plan = plan_channels("p:", "room", flags, ALICE)
-    assert set(plan.subscribe) == {"p:broadcast:room", "p:user:alice:room",
-                                   "p:group:admins:room", "p:group:blue:room",
-                                   "p:session:s1:room"}
+    assert set(plan.subscribe) == {
+        "p:broadcast:room",
+        "p:user:alice:room",
+        "p:group:admins:room",
+        "p:group:blue:room",
+        "p:session:s1:room",
+    }
     assert plan.publish == ("p:user:alice:room",)
     assert plan.echo
 

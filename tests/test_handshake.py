@@ -22,8 +22,12 @@ GOOD = {
 
 def decide(method="GET", **changes):
     headers = {**GOOD, **changes}
-    return negotiate(method, {k: v for k, v in headers.items() if v is not None},
-                     allowed_origins=None, subprotocols=("v2", "v1"))
+    return negotiate(
+        method,
+        {k: v for k, v in headers.items() if v is not None},
+        allowed_origins=None,
+        subprotocols=("v2", "v1"),
+    )
 
 
 def test_accept_token_is_rfc_6455_example():
@@ -33,16 +37,19 @@ def test_accept_token_is_rfc_6455_example():
     assert result.subprotocol is None
 
 
-@pytest.mark.parametrize(("method", "changes", "status"), [
-    ("POST", {}, HTTPStatus.METHOD_NOT_ALLOWED),
-    ("GET", {"upgrade": None}, HTTPStatus.UPGRADE_REQUIRED),
-    ("GET", {"connection": "keep-alive"}, HTTPStatus.UPGRADE_REQUIRED),
-    ("GET", {"sec-websocket-version": "8"}, HTTPStatus.UPGRADE_REQUIRED),
-    ("GET", {"sec-websocket-key": None}, HTTPStatus.BAD_REQUEST),
-    ("GET", {"sec-websocket-key": "c2hvcnQ="}, HTTPStatus.BAD_REQUEST),
-    ("GET", {"sec-websocket-key": "not base64!!"}, HTTPStatus.BAD_REQUEST),
-    ("GET", {"origin": "https://evil.example"}, HTTPStatus.FORBIDDEN),
-])
+@pytest.mark.parametrize(
+    ("method", "changes", "status"),
+    [
+        ("POST", {}, HTTPStatus.METHOD_NOT_ALLOWED),
+        ("GET", {"upgrade": None}, HTTPStatus.UPGRADE_REQUIRED),
+        ("GET", {"connection": "keep-alive"}, HTTPStatus.UPGRADE_REQUIRED),
+        ("GET", {"sec-websocket-version": "8"}, HTTPStatus.UPGRADE_REQUIRED),
+        ("GET", {"sec-websocket-key": None}, HTTPStatus.BAD_REQUEST),
+        ("GET", {"sec-websocket-key": "c2hvcnQ="}, HTTPStatus.BAD_REQUEST),
+        ("GET", {"sec-websocket-key": "not base64!!"}, HTTPStatus.BAD_REQUEST),
+        ("GET", {"origin": "https://evil.example"}, HTTPStatus.FORBIDDEN),
+    ],
+)
 def test_refusals(method, changes, status):
     result = decide(method, **changes)
     assert isinstance(result, Reject)

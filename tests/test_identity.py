@@ -20,15 +20,17 @@ class Session(dict):
 
 
 def test_user_from_a_logged_in_session():
-    user = user_from_session(Session({SESSION_KEY: "1", USERNAME_KEY: "alice",
-                                      GROUPS_KEY: ["blue"]}))
+    user = user_from_session(
+        Session({SESSION_KEY: "1", USERNAME_KEY: "alice", GROUPS_KEY: ["blue"]})
+    )
     assert user.is_authenticated and user.get_username() == "alice"
     assert user.groups == {"blue"}
 
 
 def test_ws4redis_group_key_is_read():
-    user = user_from_session(Session({SESSION_KEY: "1", USERNAME_KEY: "a",
-                                      WS4REDIS_GROUPS_KEY: ["g"]}))
+    user = user_from_session(
+        Session({SESSION_KEY: "1", USERNAME_KEY: "a", WS4REDIS_GROUPS_KEY: ["g"]})
+    )
     assert user.groups == {"g"}
 
 

@@ -8,8 +8,9 @@ NOBODY = Identity()
 ALICE = Identity(username="alice", session_key="k")
 
 
-@pytest.mark.parametrize("query", ["subscribe-user", "publish-user", "subscribe-group",
-                                   "publish-group"])
+@pytest.mark.parametrize(
+    "query", ["subscribe-user", "publish-user", "subscribe-group", "publish-group"]
+)
 def test_user_and_group_flags_need_an_authenticated_user(query):
     with pytest.raises(Forbidden, match="authenticated user"):
         check_flags(parse_flags(query), ANONYMOUS_WITH_SESSION)

@@ -68,7 +68,8 @@ def test_limit_counts_the_whole_fragmented_message():
 def test_message_exactly_at_the_limit_passes():
     core, peer = ProtocolCore(100), client()
     assert core.receive(peer.send(BytesMessage(b"x" * 100))).messages == [
-        Message(b"x" * 100, False)]
+        Message(b"x" * 100, False)
+    ]
 
 
 def test_ping_is_answered_with_the_same_payload():
@@ -151,3 +152,23 @@ def test_server_frames_are_unmasked_and_shareable():
     assert encode_message(b"same bytes for everyone") == frame
     (ping,) = server_events(encode_ping())
     assert isinstance(ping, Ping)
+
+
+def test_actions_keep_protocol_order():
+    core, peer = ProtocolCore(1024), client()
+    data = (
+        peer.send(TextMessage("a", message_finished=False))
+        + peer.send(Ping(b"p"))
+        + peer.send(TextMessage("b"))
+    )
+    pong, message = core.receive(data).actions
+    assert isinstance(pong, bytes) and isinstance(server_events(pong)[0], Pong)
+    assert message == Message(b"ab", True)
+
+
+def test_message_before_a_protocol_error_is_still_handled_first():
+    core, peer = ProtocolCore(1024), client()
+    lone_continuation = struct.pack("!BB", 0x80, 0x80) + b"\x00\x00\x00\x00"
+    message, close = core.receive(peer.send(TextMessage("first")) + lone_continuation).actions
+    assert message == Message(b"first", True)
+    assert server_events(close)[0].code == 1002

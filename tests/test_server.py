@@ -8,6 +8,7 @@ from django.core.exceptions import PermissionDenied
 
 from wsloop import conf
 from wsloop.handshake import Reject
+from wsloop.identity import SessionUser
 from wsloop.server import Upgrade, decide
 
 HANDSHAKE = {
@@ -62,14 +63,18 @@ def test_allowed_channels_hook_narrows_flags():
         assert request.path_info == "/ws/news"
         return [f for f in flags if f.startswith("subscribe-")]
 
-    result = decide(environ("/ws/news", "subscribe-broadcast&publish-broadcast"),
-                    settings(allowed_channels=hook))
+    result = decide(
+        environ("/ws/news", "subscribe-broadcast&publish-broadcast"),
+        settings(allowed_channels=hook),
+    )
     assert isinstance(result, Upgrade) and result.plan.publish == ()
 
 
 def test_allowed_channels_hook_cannot_add_flags():
-    result = decide(environ("/ws/news", "subscribe-broadcast"),
-                    settings(allowed_channels=lambda request, flags: ["publish-broadcast"]))
+    result = decide(
+        environ("/ws/news", "subscribe-broadcast"),
+        settings(allowed_channels=lambda request, flags: ["publish-broadcast"]),
+    )
     assert isinstance(result, Upgrade) and result.plan.publish == ()
 
 
@@ -83,23 +88,23 @@ def test_permission_denied_from_a_hook_is_403():
 
 
 def test_process_request_hook_for_token_auth():
-    from wsloop.identity import SessionUser
-
     def token_auth(request):
         request.session = None
         token = request.GET.get("token")
         request.user = SessionUser("carol" if token == "good" else None, frozenset({"green"}))
 
-    result = decide(environ("/ws/news", "subscribe-user&subscribe-group&token=good"),
-                    settings(process_request=token_auth))
+    result = decide(
+        environ("/ws/news", "subscribe-user&subscribe-group&token=good"),
+        settings(process_request=token_auth),
+    )
     assert isinstance(result, Upgrade)
     assert set(result.plan.subscribe) == {"user:carol:news", "group:green:news"}
-    refused = decide(environ("/ws/news", "subscribe-user&token=bad"),
-                     settings(process_request=token_auth))
+    refused = decide(
+        environ("/ws/news", "subscribe-user&token=bad"), settings(process_request=token_auth)
+    )
     assert isinstance(refused, Reject) and refused.status == HTTPStatus.FORBIDDEN
 
 
 def test_handshake_errors_come_before_authorization():
-    result = decide({**environ("/ws/news", "subscribe-user"), "REQUEST_METHOD": "POST"},
-                    settings())
+    result = decide({**environ("/ws/news", "subscribe-user"), "REQUEST_METHOD": "POST"}, settings())
     assert isinstance(result, Reject) and result.status == HTTPStatus.METHOD_NOT_ALLOWED

@@ -34,13 +34,17 @@ def publish_raw(stack, facility: str, payload: bytes) -> None:
     redis_client(stack).publish(channel("broadcast", facility), payload)
 
 
-@pytest.mark.parametrize(("frame", "code"), [
-    (struct.pack("!BB", 0x80, 0x80) + b"\0\0\0\0", 1002),  # lone continuation frame
-    (b"\x81\x02hi", 1002),  # unmasked client frame
-    (struct.pack("!BB", 0x81, 0x82) + b"\0\0\0\0" + b"\xc3\x28", 1007),  # invalid UTF-8
-    (struct.pack("!BB", 0xC1, 0x80) + b"\0\0\0\0", 1002),  # reserved bit without extension
-    (struct.pack("!BB", 0x83, 0x80) + b"\0\0\0\0", 1002),  # reserved opcode
-], ids=["lone-continuation", "unmasked", "invalid-utf8", "rsv-bit", "bad-opcode"])
+@pytest.mark.parametrize(
+    ("frame", "code"),
+    [
+        (struct.pack("!BB", 0x80, 0x80) + b"\0\0\0\0", 1002),  # lone continuation frame
+        (b"\x81\x02hi", 1002),  # unmasked client frame
+        (struct.pack("!BB", 0x81, 0x82) + b"\0\0\0\0" + b"\xc3\x28", 1007),  # invalid UTF-8
+        (struct.pack("!BB", 0xC1, 0x80) + b"\0\0\0\0", 1002),  # reserved bit without extension
+        (struct.pack("!BB", 0x83, 0x80) + b"\0\0\0\0", 1002),  # reserved opcode
+    ],
+    ids=["lone-continuation", "unmasked", "invalid-utf8", "rsv-bit", "bad-opcode"],
+)
 def test_malformed_frame_closes_only_its_own_socket(stack, frame, code):
     facility = unique_facility()
     with ws_connect(stack, f"{facility}?subscribe-broadcast") as bystander:
@@ -57,8 +61,10 @@ def test_malformed_frame_closes_only_its_own_socket(stack, frame, code):
 
 def test_oversized_message_closes_only_that_socket_with_1009(stack):
     facility = unique_facility()
-    with ws_connect(stack, f"{facility}?subscribe-broadcast") as bystander, \
-         ws_connect(stack, f"{facility}?publish-broadcast") as big:
+    with (
+        ws_connect(stack, f"{facility}?subscribe-broadcast") as bystander,
+        ws_connect(stack, f"{facility}?publish-broadcast") as big,
+    ):
         big.send("x" * (64 * 1024 + 1))
         assert close_code_of(big) == 1009
         wait_subscribed(stack, channel("broadcast", facility))
@@ -68,8 +74,10 @@ def test_oversized_message_closes_only_that_socket_with_1009(stack):
 
 def test_message_at_the_limit_is_published(stack):
     facility = unique_facility()
-    with ws_connect(stack, f"{facility}?subscribe-broadcast") as reader, \
-         ws_connect(stack, f"{facility}?publish-broadcast") as writer:
+    with (
+        ws_connect(stack, f"{facility}?subscribe-broadcast") as reader,
+        ws_connect(stack, f"{facility}?publish-broadcast") as writer,
+    ):
         wait_subscribed(stack, channel("broadcast", facility))
         writer.send("y" * (64 * 1024))
         assert recv(reader) == "y" * (64 * 1024)
@@ -90,8 +98,10 @@ def test_burst_of_1000_messages_all_arrive_in_order(stack):
 
 def test_burst_from_a_client_keeps_its_order(stack):
     facility = unique_facility()
-    with ws_connect(stack, f"{facility}?subscribe-broadcast") as reader, \
-         ws_connect(stack, f"{facility}?publish-broadcast") as writer:
+    with (
+        ws_connect(stack, f"{facility}?subscribe-broadcast") as reader,
+        ws_connect(stack, f"{facility}?publish-broadcast") as writer,
+    ):
         wait_subscribed(stack, channel("broadcast", facility))
         for number in range(300):
             writer.send(str(number))
@@ -134,11 +144,29 @@ def test_sockets_survive_a_redis_restart_and_deliver_again(stack):
         finally:
             stack.start_service("redis")
             stack.wait_for("redis", stack.redis_ready)
-        wait_until(lambda: health(stack).get("redis_reconnects", 0) > reconnects,
-                   timeout=15, what="wsloop resubscribed")
+        wait_until(
+            lambda: health(stack).get("redis_reconnects", 0) > reconnects,
+            timeout=15,
+            what="wsloop resubscribed",
+        )
         wsloop.publish(facility, "back", broadcast=True, expire=0)
         assert recv(ws) == "back"
         try:
             ws.ping().wait(timeout=3)
         except ConnectionClosed:
             pytest.fail("socket closed by the Redis restart")
+
+
+def test_stopping_the_ws_pool_says_going_away_and_clients_can_come_back(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
+        stack.stop_service("wsloop")
+        try:
+            assert close_code_of(ws) == 1001
+        finally:
+            stack.start_service("wsloop")
+            stack.wait_for("wsloop", lambda: stack.healthy("/healthz/wsloop"))
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as again:
+        wait_subscribed(stack, channel("broadcast", facility))
+        publish_raw(stack, facility, b"welcome back")
+        assert recv(again) == "welcome back"

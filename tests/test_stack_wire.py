@@ -40,8 +40,10 @@ def status_of(error: InvalidStatus) -> int:
 
 def test_broadcast_live_delivery(stack):
     facility = unique_facility()
-    with ws_connect(stack, f"{facility}?subscribe-broadcast") as a, \
-         ws_connect(stack, f"{facility}?subscribe-broadcast") as b:
+    with (
+        ws_connect(stack, f"{facility}?subscribe-broadcast") as a,
+        ws_connect(stack, f"{facility}?subscribe-broadcast") as b,
+    ):
         wait_subscribed(stack, channel("broadcast", facility))
         wsloop.publish(facility, "hello", broadcast=True, expire=0)
         assert recv(a) == "hello"
@@ -79,9 +81,10 @@ def test_user_group_and_session_audiences(stack, sessions):
     facility = unique_facility()
     flags = "subscribe-user&subscribe-group&subscribe-session"
     with contextlib.ExitStack() as opened:
-        sockets = {name: opened.enter_context(ws_connect(stack, f"{facility}?{flags}",
-                                                         session=key))
-                   for name, key in sessions.items()}
+        sockets = {
+            name: opened.enter_context(ws_connect(stack, f"{facility}?{flags}", session=key))
+            for name, key in sessions.items()
+        }
         wait_subscribed(stack, channel("group", facility, "green"))
         wsloop.publish(facility, "for alice", users=["alice"], expire=0)
         assert recv(sockets["alice"]) == "for alice"
@@ -97,13 +100,18 @@ def test_user_group_and_session_audiences(stack, sessions):
 
 def test_one_client_never_sees_anothers_user_or_session_messages(stack, sessions):
     facility = unique_facility()
-    with ws_connect(stack, f"{facility}?subscribe-user&subscribe-session",
-                    session=sessions["alice"]) as alice, \
-         ws_connect(stack, f"{facility}?subscribe-user&subscribe-session",
-                    session=sessions["bob"]) as bob:
+    with (
+        ws_connect(
+            stack, f"{facility}?subscribe-user&subscribe-session", session=sessions["alice"]
+        ) as alice,
+        ws_connect(
+            stack, f"{facility}?subscribe-user&subscribe-session", session=sessions["bob"]
+        ) as bob,
+    ):
         wait_subscribed(stack, channel("session", facility, sessions["bob"]))
-        wsloop.publish(facility, "alice only", users=["alice"],
-                       sessions=[sessions["alice"]], expire=0)
+        wsloop.publish(
+            facility, "alice only", users=["alice"], sessions=[sessions["alice"]], expire=0
+        )
         assert recv(alice) == "alice only"
         assert recv(alice) == "alice only"
         assert_silent(bob)
@@ -111,9 +119,11 @@ def test_one_client_never_sees_anothers_user_or_session_messages(stack, sessions
 
 def test_client_publish_reaches_only_the_senders_own_audience(stack, sessions):
     facility = unique_facility()
-    with ws_connect(stack, f"{facility}?publish-user", session=sessions["alice"]) as sender, \
-         ws_connect(stack, f"{facility}?subscribe-user", session=sessions["alice"]) as alice2, \
-         ws_connect(stack, f"{facility}?subscribe-user", session=sessions["bob"]) as bob:
+    with (
+        ws_connect(stack, f"{facility}?publish-user", session=sessions["alice"]) as sender,
+        ws_connect(stack, f"{facility}?subscribe-user", session=sessions["alice"]) as alice2,
+        ws_connect(stack, f"{facility}?subscribe-user", session=sessions["bob"]) as bob,
+    ):
         wait_subscribed(stack, channel("user", facility, "bob"))
         sender.send("note to self")
         assert recv(alice2) == "note to self"
@@ -123,8 +133,10 @@ def test_client_publish_reaches_only_the_senders_own_audience(stack, sessions):
 def test_echo_off_the_sender_does_not_receive_its_own_message(stack):
     facility = unique_facility()
     flags = "subscribe-broadcast&publish-broadcast"
-    with ws_connect(stack, f"{facility}?{flags}") as sender, \
-         ws_connect(stack, f"{facility}?subscribe-broadcast") as other:
+    with (
+        ws_connect(stack, f"{facility}?{flags}") as sender,
+        ws_connect(stack, f"{facility}?subscribe-broadcast") as other,
+    ):
         wait_subscribed(stack, channel("broadcast", facility))
         sender.send("ping everyone")
         assert recv(other) == "ping everyone"
@@ -135,8 +147,10 @@ def test_echo_off_the_sender_does_not_receive_its_own_message(stack):
 
 def test_echo_on_the_sender_receives_its_message_once_with_its_opcode(stack):
     facility = unique_facility()
-    with ws_connect(stack, f"{facility}?subscribe-broadcast&publish-broadcast&echo") as sender, \
-         ws_connect(stack, f"{facility}?subscribe-broadcast") as other:
+    with (
+        ws_connect(stack, f"{facility}?subscribe-broadcast&publish-broadcast&echo") as sender,
+        ws_connect(stack, f"{facility}?subscribe-broadcast") as other,
+    ):
         wait_subscribed(stack, channel("broadcast", facility))
         sender.send(b"\xff\x01")
         assert recv(sender) == b"\xff\x01"
@@ -151,8 +165,10 @@ def test_echo_on_the_sender_receives_its_message_once_with_its_opcode(stack):
 
 def test_heartbeat_is_sent_and_not_published(stack):
     facility = unique_facility()
-    with ws_connect(stack, f"{facility}?subscribe-broadcast&publish-broadcast") as sender, \
-         ws_connect(stack, f"{facility}?subscribe-broadcast") as other:
+    with (
+        ws_connect(stack, f"{facility}?subscribe-broadcast&publish-broadcast") as sender,
+        ws_connect(stack, f"{facility}?subscribe-broadcast") as other,
+    ):
         assert other.recv(timeout=3) == HEARTBEAT
         sender.send(HEARTBEAT)
         assert_silent(other, 1.5)
@@ -197,14 +213,28 @@ def test_subprotocol_is_chosen_from_the_configured_list(stack):
         assert ws.subprotocol == "chat.v2"
 
 
-@pytest.mark.parametrize(("method", "headers", "status"), [
-    ("POST", {"Upgrade": "websocket", "Connection": "Upgrade"}, 405),
-    ("GET", {}, 426),
-    ("GET", {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "8",
-             "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ=="}, 426),
-    ("GET", {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"},
-     400),
-])
+@pytest.mark.parametrize(
+    ("method", "headers", "status"),
+    [
+        ("POST", {"Upgrade": "websocket", "Connection": "Upgrade"}, 405),
+        ("GET", {}, 426),
+        (
+            "GET",
+            {
+                "Upgrade": "websocket",
+                "Connection": "Upgrade",
+                "Sec-WebSocket-Version": "8",
+                "Sec-WebSocket-Key": "dGhlIHNhbXBsZSBub25jZQ==",
+            },
+            426,
+        ),
+        (
+            "GET",
+            {"Upgrade": "websocket", "Connection": "Upgrade", "Sec-WebSocket-Version": "13"},
+            400,
+        ),
+    ],
+)
 def test_bad_handshakes_get_a_clear_status_and_body(stack, method, headers, status):
     code, _, body = http_request(stack, method, f"/ws/{unique_facility()}", headers=headers)
     assert code == status
@@ -218,8 +248,10 @@ def test_unknown_facility_is_404(stack):
 
 def test_allowed_channels_hook_strips_publishing_in_chat_rooms(stack):
     facility = unique_facility("chat")
-    with ws_connect(stack, f"{facility}?subscribe-broadcast&publish-broadcast") as writer, \
-         ws_connect(stack, f"{facility}?subscribe-broadcast") as reader:
+    with (
+        ws_connect(stack, f"{facility}?subscribe-broadcast&publish-broadcast") as writer,
+        ws_connect(stack, f"{facility}?subscribe-broadcast") as reader,
+    ):
         wait_subscribed(stack, channel("broadcast", facility))
         writer.send("should not pass")
         assert_silent(reader)
@@ -227,24 +259,37 @@ def test_allowed_channels_hook_strips_publishing_in_chat_rooms(stack):
 
 def test_django_views_publish_to_room_user_group_and_session(stack, sessions):
     room = unique_facility("r")
-    with ws_connect(stack, f"chat-{room}?subscribe-broadcast", session=sessions["bob"]) as bob_room, \
-         ws_connect(stack, "notify?subscribe-user&subscribe-group&subscribe-session",
-                    session=sessions["bob"]) as bob_notes, \
-         ws_connect(stack, "notify?subscribe-user&subscribe-group&subscribe-session",
-                    session=sessions["carol"]) as carol_notes:
+    room_path = f"chat-{room}?subscribe-broadcast"
+    with (
+        ws_connect(stack, room_path, session=sessions["bob"]) as bob_room,
+        ws_connect(
+            stack,
+            "notify?subscribe-user&subscribe-group&subscribe-session",
+            session=sessions["bob"],
+        ) as bob_notes,
+        ws_connect(
+            stack,
+            "notify?subscribe-user&subscribe-group&subscribe-session",
+            session=sessions["carol"],
+        ) as carol_notes,
+    ):
         wait_subscribed(stack, channel("broadcast", f"chat-{room}"))
         wait_subscribed(stack, channel("group", "notify", "green"))
         status, _ = post_form(stack, f"/chat/{room}/send", sessions["alice"], {"text": "hi all"})
         assert status == 200
         assert json.loads(recv(bob_room)) == {"kind": "chat", "user": "alice", "text": "hi all"}
-        post_form(stack, "/notify", sessions["alice"],
-                  {"target": "user", "name": "bob", "text": "psst"})
+        post_form(
+            stack, "/notify", sessions["alice"], {"target": "user", "name": "bob", "text": "psst"}
+        )
         assert json.loads(recv(bob_notes))["text"] == "psst"
-        post_form(stack, "/notify", sessions["alice"],
-                  {"target": "group", "name": "green", "text": "greens"})
+        post_form(
+            stack,
+            "/notify",
+            sessions["alice"],
+            {"target": "group", "name": "green", "text": "greens"},
+        )
         assert json.loads(recv(carol_notes))["text"] == "greens"
-        post_form(stack, "/notify", sessions["carol"],
-                  {"target": "session", "text": "my session"})
+        post_form(stack, "/notify", sessions["carol"], {"target": "session", "text": "my session"})
         assert json.loads(recv(carol_notes))["text"] == "my session"
         assert_silent(bob_notes, 0.5)
 
@@ -254,9 +299,22 @@ def test_wspublish_management_command(stack):
     with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
         wait_subscribed(stack, channel("broadcast", facility))
         result = subprocess.run(
-            [sys.executable, str(REPO / "app/manage.py"), "wspublish", facility, "from cli",
-             "--broadcast", "--expire", "0"],
-            env=stack.config.app_env(), capture_output=True, text=True, timeout=60, check=False)
+            [
+                sys.executable,
+                str(REPO / "app/manage.py"),
+                "wspublish",
+                facility,
+                "from cli",
+                "--broadcast",
+                "--expire",
+                "0",
+            ],
+            env=stack.config.app_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
         assert result.returncode == 0, result.stderr
         assert "published to 1 worker" in result.stdout
         assert recv(ws) == "from cli"
@@ -271,8 +329,9 @@ def test_health_endpoints_through_nginx(stack):
 
 
 def test_demo_page_and_static_files(stack, sessions):
-    status, _, body = http_request(stack, "GET", "/chat/lobby/",
-                                   headers={"Cookie": f"sessionid={sessions['alice']}"})
+    status, _, body = http_request(
+        stack, "GET", "/chat/lobby/", headers={"Cookie": f"sessionid={sessions['alice']}"}
+    )
     assert status == 200 and b'data-facility="chat-lobby"' in body
     status, headers, _ = http_request(stack, "GET", "/static/chat/room.js")
     assert status == 200 and "javascript" in headers["content-type"]

@@ -16,6 +16,7 @@ local sockets. Sockets stay open throughout; what was published in between is no
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Callable, Collection
 
 import gevent
@@ -108,6 +109,7 @@ class RedisBroker:
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
             socket_keepalive=True,
+            client_name=f"wsloop:{os.getpid()}:sub",
         )
         pubsub: PubSub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
         if self._channels:

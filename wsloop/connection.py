@@ -169,11 +169,11 @@ class WebSocket:
                     core.receive_eof()
                     return
                 self.last_seen = time.monotonic()
-                received = core.receive(data)
-                if received.outgoing:
-                    self._send(received.outgoing)
-                for message in received.messages:
-                    self._on_message(message)
+                for action in core.receive(data).actions:
+                    if isinstance(action, Message):
+                        self._on_message(action)
+                    elif action:
+                        self._send(action)
                 continue
             return  # the peer did not answer our close frame in time
 
@@ -200,7 +200,7 @@ class WebSocket:
         if self.plan.echo and own:
             frame = encode_data(message.payload, message.is_text)
             for _ in own:
-                self.deliver(frame)
+                self._send(frame)
 
     def _finish(self) -> None:
         """Flush what is queued (bounded by the close timeout), then close the socket."""

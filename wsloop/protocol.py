@@ -44,17 +44,31 @@ class Message:
     is_text: bool
 
 
+Action = Message | bytes
+"""A whole inbound message to handle, or bytes (a pong, a close frame) to write."""
+
+
 @dataclass
 class Received:
-    """What a chunk of inbound bytes produced.
+    """What a chunk of inbound bytes produced, in protocol order.
 
-    ``outgoing`` must be written before anything else is sent on the socket (pongs, the close
-    response); when ``close_code`` is set the connection is closing with that code.
+    ``actions`` must be carried out in order: handle each Message, write each bytes object.
+    A pong answering a ping that arrived between two fragments goes out before the message is
+    handled (and echoed); a message that arrived before a protocol error is handled before the
+    close frame, which is always the last action. When ``close_code`` is set the connection is
+    closing with that code.
     """
 
-    messages: list[Message] = field(default_factory=list)
-    outgoing: bytes = b""
+    actions: list[Action] = field(default_factory=list)
     close_code: int | None = None
+
+    @property
+    def messages(self) -> list[Message]:
+        return [action for action in self.actions if isinstance(action, Message)]
+
+    @property
+    def outgoing(self) -> bytes:
+        return b"".join(action for action in self.actions if isinstance(action, bytes))
 
 
 _ENCODER = FrameProtocol(client=False, extensions=[])
@@ -104,18 +118,17 @@ class ProtocolCore:
         if self.state is State.CLOSED:
             return result
         self._ws.receive_data(data)
-        out = bytearray()
+        actions = result.actions
         for event in self._ws.events():
             if isinstance(event, TextMessage | BytesMessage):
-                if self.state is State.OPEN and not self._add_part(event, result):
-                    out += self._start_close(CloseCode.MESSAGE_TOO_BIG, "message too big")
+                if self.state is State.OPEN and not self._add_part(event, actions):
+                    actions.append(self._start_close(CloseCode.MESSAGE_TOO_BIG, "too big"))
                     break
             elif isinstance(event, Ping):
-                out += self._ws.send(event.response())
+                actions.append(self._ws.send(event.response()))
             elif isinstance(event, CloseConnection):
-                out += self._answer_close(event)
+                actions.append(self._answer_close(event))
                 break
-        result.outgoing = bytes(out)
         result.close_code = self.close_code
         return result
 
@@ -131,7 +144,7 @@ class ProtocolCore:
             return b""
         return self._start_close(code, reason)
 
-    def _add_part(self, event: TextMessage | BytesMessage, result: Received) -> bool:
+    def _add_part(self, event: TextMessage | BytesMessage, actions: list[Action]) -> bool:
         chunk = event.data.encode("utf-8") if isinstance(event, TextMessage) else bytes(event.data)
         if not self._parts:
             self._part_is_text = isinstance(event, TextMessage)
@@ -142,7 +155,7 @@ class ProtocolCore:
         self._parts.append(chunk)
         if event.message_finished:
             payload = self._parts[0] if len(self._parts) == 1 else b"".join(self._parts)
-            result.messages.append(Message(payload, self._part_is_text))
+            actions.append(Message(payload, self._part_is_text))
             self._parts = []
             self._part_bytes = 0
         return True

@@ -9,6 +9,7 @@ all its connections are busy, then raises redis.ConnectionError.
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any
 
@@ -24,7 +25,10 @@ _lock = threading.Lock()
 
 
 def get_pool(url: str, max_connections: int | None = None) -> redis.BlockingConnectionPool:
-    """The process-wide pool for ``url``; ``max_connections`` only counts on first use."""
+    """The process-wide pool for ``url``; ``max_connections`` only counts on first use.
+
+    Connections are named ``wsloop:<pid>`` (``wsloop:<pid>:sub`` for a worker's subscription).
+    """
     with _lock:
         pool = _pools.get(url)
         if pool is None:
@@ -36,6 +40,7 @@ def get_pool(url: str, max_connections: int | None = None) -> redis.BlockingConn
                 socket_connect_timeout=CONNECT_TIMEOUT_S,
                 socket_keepalive=True,
                 health_check_interval=30,
+                client_name=f"wsloop:{os.getpid()}",  # CLIENT LIST shows who holds what
             )
             _pools[url] = pool
         return pool

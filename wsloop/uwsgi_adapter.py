@@ -73,12 +73,18 @@ def health(start_response: StartResponse) -> list[bytes]:
     return _respond(start_response, status, body, "application/json")
 
 
+def _shutdown() -> None:
+    """uWSGI ``atexit`` hook: tell every socket the worker is going away (close code 1001)."""
+    get_runtime().shutdown()
+
+
 def application(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
     import uwsgi  # noqa: PLC0415  (exists only inside a uWSGI worker)
 
     if environ.get("PATH_INFO") in HEALTH_PATHS:
         return health(start_response)
     runtime = get_runtime()
+    uwsgi.atexit = _shutdown
     decision = decide(environ, runtime.settings)
     if isinstance(decision, Reject):
         return _respond(

@@ -1,6 +1,7 @@
-from chat import views
 from django.contrib.auth import views as auth_views
 from django.urls import include, path
+
+from chat import views
 
 urlpatterns = [
     path("healthz", views.healthz, name="healthz"),

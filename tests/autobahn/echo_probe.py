@@ -3,6 +3,7 @@
 Usage: python tests/autobahn/echo_probe.py [PORT]   (binds 127.0.0.1, default 9011)
 Runs until killed.
 """
+
 import asyncio
 import sys
 
