@@ -243,22 +243,20 @@ class Stack:
                 config,
                 signal.SIGTERM,
             ),
-            "nginx": Service(
-                "nginx",
-                [
-                    find_program("nginx"),
-                    "-p",
-                    str(config.run_dir),
-                    "-c",
-                    str(config.run_dir / "nginx.conf"),
-                    "-e",
-                    "stderr",
-                ],
-                env,
-                config,
-                signal.SIGQUIT,
-            ),
+            "nginx": Service("nginx", self.nginx_command(), env, config, signal.SIGQUIT),
         }
+
+    def nginx_command(self) -> list[str]:
+        run_dir = self.config.run_dir
+        return [
+            find_program("nginx"),
+            "-p",
+            str(run_dir),
+            "-c",
+            str(run_dir / "nginx.conf"),
+            "-e",
+            "stderr",
+        ]
 
     def manage(self, *args: str) -> str:
         """Run a manage.py command with the stack's environment; its output, or RuntimeError."""
@@ -292,20 +290,7 @@ class Stack:
         }
         render(REPO / "nginx/nginx.conf", config.run_dir / "nginx.conf", values)
         render(REPO / "nginx/wsloop.conf", config.run_dir / "wsloop.conf", values)
-        subprocess.run(
-            [
-                find_program("nginx"),
-                "-t",
-                "-q",
-                "-p",
-                str(config.run_dir),
-                "-c",
-                str(config.run_dir / "nginx.conf"),
-                "-e",
-                "stderr",
-            ],
-            check=True,
-        )
+        subprocess.run([*self.nginx_command(), "-t", "-q"], check=True)
         self.manage("migrate", "--noinput")
         self.manage("collectstatic", "--noinput", "--clear")
         if config.debug:

@@ -39,7 +39,6 @@ class WebSocket:
         "_writer",
         "last_seen",
         "plan",
-        "subprotocol",
     )
 
     def __init__(
@@ -47,7 +46,6 @@ class WebSocket:
         sock: socket.socket,
         runtime: Runtime,
         plan: ChannelPlan,
-        subprotocol: str | None = None,
     ) -> None:
         settings = runtime.settings
         self._sock = sock
@@ -57,7 +55,6 @@ class WebSocket:
         self._writer: gevent.Greenlet | None = None
         self._holding = True  # live frames wait in the queue until persisted ones are sent
         self.plan = plan
-        self.subprotocol = subprotocol
         self.last_seen = time.monotonic()
 
     @property

@@ -6,7 +6,6 @@ connections and greenlets belong to the worker that uses them.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
 import time
@@ -94,16 +93,22 @@ class Runtime:
                 websocket.deliver(frame)
 
 
-@functools.cache
-def _runtime_of_process(pid: int) -> Runtime:
-    settings = conf.load()
-    pool = get_pool(settings.redis_url, settings.redis_pool_size)
-    runtime = Runtime(settings, RedisBroker(settings.redis_url, pool))
-    runtime.start()
-    return runtime
+_runtimes: dict[int, Runtime] = {}  # by pid: a runtime is never shared across a fork
 
 
 def get_runtime() -> Runtime:
-    """This process's runtime, created and started on first use (keyed by pid: never shared
-    across a fork)."""
-    return _runtime_of_process(os.getpid())
+    """This process's runtime, created and started on first use."""
+    runtime = _runtimes.get(os.getpid())
+    if runtime is None:
+        settings = conf.load()
+        pool = get_pool(settings.redis_url, settings.redis_pool_size)
+        runtime = _runtimes[os.getpid()] = Runtime(settings, RedisBroker(settings.redis_url, pool))
+        runtime.start()
+    return runtime
+
+
+def shutdown() -> None:
+    """Close this process's sockets with GOING_AWAY, if it has a runtime."""
+    runtime = _runtimes.get(os.getpid())
+    if runtime is not None:
+        runtime.shutdown()

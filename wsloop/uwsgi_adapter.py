@@ -23,14 +23,19 @@ import django
 import gevent
 from gevent import socket as gsocket
 
+import uwsgi  # exists only inside a uWSGI worker: this module is its entry point
+
 django.setup()
 
 from .connection import WebSocket  # noqa: E402
 from .handshake import Reject  # noqa: E402
-from .runtime import get_runtime  # noqa: E402
+from .runtime import get_runtime, shutdown  # noqa: E402
 from .server import decide  # noqa: E402
 
 HEALTH_PATHS = frozenset({"/healthz", "/healthz/wsloop"})
+
+# On stop or reload, every socket hears close code 1001 before the worker exits.
+uwsgi.atexit = shutdown  # type: ignore[attr-defined]
 
 StartResponse = Callable[..., Any]
 
@@ -73,25 +78,17 @@ def health(start_response: StartResponse) -> list[bytes]:
     return _respond(start_response, status, body, "application/json")
 
 
-def _shutdown() -> None:
-    """uWSGI ``atexit`` hook: tell every socket the worker is going away (close code 1001)."""
-    get_runtime().shutdown()
-
-
 def application(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
-    import uwsgi  # noqa: PLC0415  (exists only inside a uWSGI worker)
-
     if environ.get("PATH_INFO") in HEALTH_PATHS:
         return health(start_response)
     runtime = get_runtime()
-    uwsgi.atexit = _shutdown
     decision = decide(environ, runtime.settings)
     if isinstance(decision, Reject):
         return _respond(
             start_response, decision.status, decision.reason + "\n", headers=decision.headers
         )
     sock = gsocket.socket(fileno=os.dup(uwsgi.connection_fd()))  # type: ignore[attr-defined]
-    websocket = WebSocket(sock, runtime, decision.plan, decision.accept.subprotocol)
+    websocket = WebSocket(sock, runtime, decision.plan)
     start_response("101 Switching Protocols", decision.accept.headers)
     # Starts after this request returns and uWSGI has written the 101 headers.
     gevent.spawn(websocket.run)
