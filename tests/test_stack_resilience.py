@@ -129,8 +129,10 @@ def test_slow_consumer_is_closed_and_others_keep_everything(stack):
                     pipe.execute()
                 for number in range(first, first + batch):
                     assert recv(fast, timeout=10)[:4] == number.to_bytes(4, "big")
-        wait_until(lambda: health(stack)["slow_consumers"] == before + 1,
-                   what="exactly one slow-consumer close")
+        wait_until(
+            lambda: health(stack)["slow_consumers"] == before + 1,
+            what="exactly one slow-consumer close",
+        )
         assert slow.read_close_code() in (4008, None)
     finally:
         slow.close()
