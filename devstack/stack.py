@@ -280,7 +280,7 @@ class Stack:
         values = {
             "RUN_DIR": str(config.run_dir),
             "CONF_DIR": str(REPO / "nginx"),
-            "WORKER_PROCESSES": "2",
+            "WORKER_PROCESSES": "4",
             "WORKER_USER": "user root;" if os.geteuid() == 0 else "",
             "ACCESS_LOG": "off" if not config.log_to_console else "/dev/stdout",
             "LISTEN": f"127.0.0.1:{config.http_port}",

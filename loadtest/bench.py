@@ -41,8 +41,10 @@ import json
 import math
 import multiprocessing
 import os
+import signal
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 from array import array
@@ -65,6 +67,9 @@ RESULTS_DIR = Path(__file__).resolve().parent / "results"
 MAX_SOCKETS = 20_000  # ephemeral ports (about 28k) are shared with nginx's upstream connections
 DEFAULT_SOCKETS = 10_000
 DEFAULT_RAMP_PER_S = 2000.0
+# Two client processes measured best on the 2-core reference machine (4 cost about 30 % more CPU
+# per delivery); on bigger machines raise --clients so that the clients are not the limit.
+DEFAULT_CLIENTS = 2
 DEFAULT_SUBSCRIBERS = (1000, 10_000)
 DEFAULT_BURST_DELIVERIES = 200_000
 BURST_MIN_MESSAGES = 20
@@ -74,11 +79,12 @@ DEFAULT_LATENCY_SECONDS = 10.0
 DEFAULT_IDLE_SECONDS = 3.0
 DEFAULT_MAX_SECONDS = 600.0
 WARMUP_SOCKETS = 20
+HEALTH_PROBE_INTERVAL_S = 0.025  # a health check every 25 ms during bursts
 WARMUP_MESSAGES = 5
 SETTLE_S = 1.0
 CONNECT_TIMEOUT_S = 15.0
 MAX_INFLIGHT_HANDSHAKES = 200  # per client process
-PHASE_TIMEOUT_S = 30.0  # a phase ends this long after its last publish even if messages are lost
+PHASE_TIMEOUT_S = 30.0  # a phase gives up this long after it is armed (+ latency phase length)
 CLOSE_TIMEOUT_S = 10.0
 WORKER_START_TIMEOUT_S = 30.0
 SAMPLE_INTERVAL_S = 0.5
@@ -169,7 +175,11 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         "--ramp", type=float, default=DEFAULT_RAMP_PER_S, help="new connections/s, all clients"
     )
     parser.add_argument(
-        "--clients", type=int, default=None, help="client processes (default: 1 per 2500 sockets)"
+        "--clients",
+        type=int,
+        default=None,
+        help=f"client processes (default {DEFAULT_CLIENTS}, or 1 per "
+        f"{worker.MAX_SOCKETS_PER_PROCESS} sockets if more)",
     )
     parser.add_argument(
         "--subscribers",
@@ -206,7 +216,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     if not 1 <= sockets <= MAX_SOCKETS:
         parser.error(f"--sockets must be between 1 and {MAX_SOCKETS}")
     min_clients = math.ceil(sockets / worker.MAX_SOCKETS_PER_PROCESS)
-    clients = args.clients if args.clients is not None else max(2, math.ceil(sockets / 2500))
+    clients = args.clients if args.clients is not None else max(DEFAULT_CLIENTS, min_clients)
     if clients < min_clients:
         parser.error(f"--clients must be at least {min_clients} for {sockets} sockets")
     wanted: tuple[int, ...] = (1000,) if args.quick else DEFAULT_SUBSCRIBERS
@@ -309,6 +319,7 @@ class ClientPool:
         expect: type[Reply],
         timeout_s: float,
         on_tick: Callable[[], None] | None = None,
+        skip_others: bool = False,
     ) -> list[Reply]:
         deadline = time.monotonic() + timeout_s
         waiting = {self.clients[i].pipe: i for i in indices}
@@ -326,6 +337,9 @@ class ClientPool:
                 except EOFError as exc:
                     raise BenchError(f"client process {index} died") from exc
                 if not isinstance(reply, expect):
+                    if skip_others:  # a late reply to an interrupted command
+                        waiting[pipe] = index
+                        continue
                     raise BenchError(f"client {index}: expected {expect.__name__}, got {reply!r}")
                 replies[index] = reply
             if on_tick is not None:
@@ -334,6 +348,88 @@ class ClientPool:
 
     def status(self) -> list[worker.Status]:
         return self.ask([worker.StatusCmd()] * len(self.clients), worker.Status, 10.0)
+
+    def open(
+        self,
+        path: str,
+        total: int,
+        ramp_per_s: float,
+        on_tick: Callable[[], None] | None = None,
+    ) -> dict[str, Any]:
+        """Open ``total`` sockets on ``path``, spread evenly over the clients, at ``ramp_per_s``
+        in total; what happened (opened, failures by kind, connect-to-101 times)."""
+        counts = split(total, len(self.clients))
+        rate = ramp_per_s / len(self.clients)
+        commands = [
+            worker.OpenCmd(
+                path=path,
+                count=count,
+                rate_per_s=rate,
+                max_inflight=MAX_INFLIGHT_HANDSHAKES,
+                timeout_s=CONNECT_TIMEOUT_S,
+            )
+            if count
+            else None
+            for count in counts
+        ]
+        timeout_s = total / ramp_per_s + CONNECT_TIMEOUT_S + 30.0
+        replies = self.ask(commands, worker.OpenResult, timeout_s, on_tick)
+        failures = Counter[str]()
+        connect_ms: list[float] = []
+        for reply in replies:
+            failures.update(reply.failures)
+            connect_ms.extend(reply.connect_ms)
+        opened = sum(r.opened for r in replies)
+        elapsed_s = max(r.elapsed_s for r in replies)
+        return {
+            "requested": total,
+            "opened": opened,
+            "failures": sum(failures.values()),
+            "failures_by_kind": dict(failures),
+            "ramp_requested_per_s": ramp_per_s,
+            "ramp_achieved_per_s": round(total / elapsed_s, 1) if elapsed_s else None,
+            "elapsed_s": round(elapsed_s, 2),
+            "connect_ms": summarize_ms(connect_ms),
+        }
+
+    def close_down_to(self, keep: int) -> None:
+        """Close sockets, taking from the clients that hold the most, until ``keep`` are left."""
+        opens = [s.open for s in self.status()]
+        to_close = [0] * len(opens)
+        for _ in range(max(0, sum(opens) - keep)):
+            index = max(range(len(opens)), key=lambda i: opens[i] - to_close[i])
+            to_close[index] += 1
+        self.ask(
+            [worker.CloseCmd(count=n, timeout_s=CLOSE_TIMEOUT_S) if n else None for n in to_close],
+            worker.CloseResult,
+            CLOSE_TIMEOUT_S + 10.0,
+        )
+
+    def arm(self, phase: int, expected: int, timeout_s: float) -> int:
+        """Start counting ``phase`` on every open socket; the number of sockets armed."""
+        command = worker.ArmCmd(phase=phase, expected=expected, timeout_s=timeout_s)
+        armed = self.ask([command] * len(self.clients), worker.Armed, 10.0)
+        return sum(a.sockets for a in armed)
+
+    def gather(self, timeout_s: float) -> dict[str, Any]:
+        """Wait for every client's ``PhaseResult``; the phase's totals and latency summary."""
+        results = self.collect(range(len(self.clients)), worker.PhaseResult, timeout_s + 15.0)
+        latencies: array[int] = array("q")
+        for result in results:
+            latencies.frombytes(result.latencies_ns)
+        return {
+            "sockets": sum(r.sockets for r in results),
+            "deliveries": sum(r.deliveries for r in results),
+            "distinct": sum(r.distinct for r in results),
+            "lost": sum(r.lost for r in results),
+            "duplicates": sum(r.duplicates for r in results),
+            "out_of_order": sum(r.out_of_order for r in results),
+            "closed_during": sum(r.closed_during for r in results),
+            "timed_out_clients": [r.worker for r in results if r.timed_out],
+            "first_ns": min((r.first_ns for r in results if r.first_ns), default=0),
+            "last_ns": max((r.last_ns for r in results), default=0),
+            "latency": summarize_ns_as_ms(latencies),
+        }
 
     def shutdown(self) -> list[worker.CloseResult]:
         """Close every socket (closing handshake), stop the processes; never raises."""
@@ -344,7 +440,10 @@ class ClientPool:
                 client.pipe.send(worker.QuitCmd(timeout_s=CLOSE_TIMEOUT_S))
         with contextlib.suppress(BenchError, OSError):
             results = self.collect(
-                [c.index for c in alive], worker.CloseResult, CLOSE_TIMEOUT_S + 10.0
+                [c.index for c in alive],
+                worker.CloseResult,
+                CLOSE_TIMEOUT_S + 10.0,
+                skip_others=True,
             )
         for client in self.clients:
             client.process.join(5.0)
@@ -409,6 +508,40 @@ class Server:
         return int(counts.get(channel.encode(), counts.get(channel, 0)))
 
 
+class HealthProbe:
+    """Times ``GET /healthz/wsloop`` every ``HEALTH_PROBE_INTERVAL_S`` while a phase runs: how
+    long the worker keeps other requests (handshakes, health checks) waiting while it fans out."""
+
+    def __init__(self, options: Options) -> None:
+        self.options = options
+        self.samples_ms: list[float] = []
+        self.failures = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            started = time.perf_counter()
+            try:
+                probes.http_json(self.options.base_url, "/healthz/wsloop")
+            except OSError:
+                self.failures += 1
+            else:
+                self.samples_ms.append((time.perf_counter() - started) * 1000)
+            self._stop.wait(HEALTH_PROBE_INTERVAL_S)
+
+    def __enter__(self) -> HealthProbe:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._stop.set()
+        self._thread.join()
+
+    def result(self) -> dict[str, Any]:
+        return {**summarize_ms(self.samples_ms), "failures": self.failures}
+
+
 class CpuMeter:
     """CPU seconds used by each part of the system between ``start`` and ``stop``."""
 
@@ -442,6 +575,16 @@ class CpuMeter:
                 for k in end
             },
         }
+
+
+def with_cost_per_delivery(cpu: dict[str, Any], deliveries: int) -> dict[str, Any]:
+    """Add CPU microseconds per delivery for each part (what a delivery costs, wherever the
+    time went): on a machine where the parts share a few cores, this is the figure to compare."""
+    if deliveries:
+        cpu["cpu_us_per_delivery"] = {
+            name: round(seconds * 1e6 / deliveries, 2) for name, seconds in cpu["cpu_s"].items()
+        }
+    return cpu
 
 
 # The run
@@ -494,6 +637,12 @@ class Bench:
             self.result["server"]["health_at_start"] = health
             if health["sockets"]:
                 self.warn(f"the worker already holds {health['sockets']} sockets at the start")
+            if health.get("sockets_opened", 0):
+                self.warn(
+                    f"the worker is not fresh ({health['sockets_opened']} sockets served before): "
+                    "memory freed by earlier sockets is reused, so KiB per socket reads low; "
+                    "restart the wsloop pool for a clean figure"
+                )
             redis_at_0 = server.redis_connections()
             self.log(
                 f"wsloop worker pid {server.pid}, redis connections at 0 sockets: {redis_at_0}"
@@ -533,40 +682,7 @@ class Bench:
     def open_sockets(
         self, pool: ClientPool, facility: str, total: int, on_tick: Callable[[], None] | None
     ) -> dict[str, Any]:
-        options = self.options
-        counts = split(total, len(pool.clients))
-        rate = options.ramp_per_s / len(pool.clients)
-        commands = [
-            worker.OpenCmd(
-                path=options.path(facility),
-                count=count,
-                rate_per_s=rate,
-                max_inflight=MAX_INFLIGHT_HANDSHAKES,
-                timeout_s=CONNECT_TIMEOUT_S,
-            )
-            if count
-            else None
-            for count in counts
-        ]
-        timeout_s = total / options.ramp_per_s + CONNECT_TIMEOUT_S + 30.0
-        replies = pool.ask(commands, worker.OpenResult, timeout_s, on_tick)
-        failures = Counter[str]()
-        connect_ms: list[float] = []
-        for reply in replies:
-            failures.update(reply.failures)
-            connect_ms.extend(reply.connect_ms)
-        opened = sum(r.opened for r in replies)
-        elapsed_s = max(r.elapsed_s for r in replies)
-        return {
-            "requested": total,
-            "opened": opened,
-            "failures": sum(failures.values()),
-            "failures_by_kind": dict(failures),
-            "ramp_requested_per_s": options.ramp_per_s,
-            "ramp_achieved_per_s": round(total / elapsed_s, 1) if elapsed_s else None,
-            "elapsed_s": round(elapsed_s, 2),
-            "connect_ms": summarize_ms(connect_ms),
-        }
+        return pool.open(self.options.path(facility), total, self.options.ramp_per_s, on_tick)
 
     def warm_up(self, server: Server, pool: ClientPool) -> None:
         options = self.options
@@ -676,58 +792,18 @@ class Bench:
             time.sleep(0.05)
 
     def reduce_to(self, server: Server, pool: ClientPool, subscribers: int) -> int:
-        """Close sockets (evenly over the clients) until ``subscribers`` are left; the count."""
-        opens = [s.open for s in pool.status()]
-        excess = sum(opens) - subscribers
-        to_close = [0] * len(opens)
-        for _ in range(max(0, excess)):
-            index = max(range(len(opens)), key=lambda i: opens[i] - to_close[i])
-            to_close[index] += 1
-        if excess > 0:
-            self.log(f"closing {excess} sockets to keep {subscribers}")
-            pool.ask(
-                [
-                    worker.CloseCmd(count=n, timeout_s=CLOSE_TIMEOUT_S) if n else None
-                    for n in to_close
-                ],
-                worker.CloseResult,
-                CLOSE_TIMEOUT_S + 10.0,
-            )
-        held = server.wait_sockets(min(subscribers, sum(opens)))
+        """Close sockets until ``subscribers`` are left; the worker's count afterwards."""
+        opened = sum(s.open for s in pool.status())
+        if opened > subscribers:
+            self.log(f"closing {opened - subscribers} sockets to keep {subscribers}")
+            pool.close_down_to(subscribers)
+        held = server.wait_sockets(min(subscribers, opened))
         time.sleep(SETTLE_S)
         return held
 
     def next_phase(self) -> int:
         self.phase_counter += 1
         return self.phase_counter
-
-    def arm(self, pool: ClientPool, phase: int, expected: int, timeout_s: float) -> int:
-        armed = pool.ask(
-            [worker.ArmCmd(phase=phase, expected=expected, timeout_s=timeout_s)]
-            * len(pool.clients),
-            worker.Armed,
-            10.0,
-        )
-        return sum(a.sockets for a in armed)
-
-    def gather(self, pool: ClientPool, timeout_s: float) -> dict[str, Any]:
-        results = pool.collect(range(len(pool.clients)), worker.PhaseResult, timeout_s + 15.0)
-        latencies: array[int] = array("q")
-        for result in results:
-            latencies.frombytes(result.latencies_ns)
-        return {
-            "sockets": sum(r.sockets for r in results),
-            "deliveries": sum(r.deliveries for r in results),
-            "distinct": sum(r.distinct for r in results),
-            "lost": sum(r.lost for r in results),
-            "duplicates": sum(r.duplicates for r in results),
-            "out_of_order": sum(r.out_of_order for r in results),
-            "closed_during": sum(r.closed_during for r in results),
-            "timed_out_clients": [r.worker for r in results if r.timed_out],
-            "first_ns": min((r.first_ns for r in results if r.first_ns), default=0),
-            "last_ns": max((r.last_ns for r in results), default=0),
-            "latency": summarize_ns_as_ms(latencies),
-        }
 
     def burst(
         self,
@@ -742,18 +818,19 @@ class Bench:
         """K messages in one pipeline; deliveries/s = deliveries / (last delivery - first
         publish)."""
         phase = self.next_phase()
-        armed = self.arm(pool, phase, messages, PHASE_TIMEOUT_S)
+        armed = pool.arm(phase, messages, PHASE_TIMEOUT_S)
         if cpu is not None:
             cpu.start()
         pipe = server.redis.pipeline(transaction=False)
-        first_publish_ns = time.time_ns()
-        for seq in range(messages):
-            pipe.publish(
-                channel, payload.encode(phase, seq, time.time_ns(), self.options.payload_bytes)
-            )
-        receivers = pipe.execute()
-        published_ns = time.time_ns()
-        gathered = self.gather(pool, PHASE_TIMEOUT_S)
+        with HealthProbe(self.options) as health_probe:
+            first_publish_ns = time.time_ns()
+            for seq in range(messages):
+                pipe.publish(
+                    channel, payload.encode(phase, seq, time.time_ns(), self.options.payload_bytes)
+                )
+            receivers = pipe.execute()
+            published_ns = time.time_ns()
+            gathered = pool.gather(PHASE_TIMEOUT_S)
         span_ns = gathered["last_ns"] - first_publish_ns
         result = {
             "kind": "burst",
@@ -768,9 +845,10 @@ class Bench:
             if span_ns > 0
             else None,
             **{k: v for k, v in gathered.items() if k not in ("first_ns", "last_ns")},
+            "health_probe_during": health_probe.result(),
         }
         if cpu is not None:
-            result["cpu"] = cpu.stop()
+            result["cpu"] = with_cost_per_delivery(cpu.stop(), gathered["deliveries"])
         return result
 
     def latency(
@@ -787,7 +865,7 @@ class Bench:
         rate_per_s = options.latency_deliveries_per_s / subscribers
         messages = max(2, round(rate_per_s * options.latency_seconds))
         phase = self.next_phase()
-        armed = self.arm(pool, phase, messages, options.latency_seconds + PHASE_TIMEOUT_S)
+        armed = pool.arm(phase, messages, options.latency_seconds + PHASE_TIMEOUT_S)
         cpu.start()
         first_publish_ns = time.time_ns()
         start = time.monotonic()
@@ -802,7 +880,8 @@ class Bench:
             server.redis.publish(
                 channel, payload.encode(phase, seq, time.time_ns(), options.payload_bytes)
             )
-        gathered = self.gather(pool, options.latency_seconds + PHASE_TIMEOUT_S)
+        gathered = pool.gather(options.latency_seconds + PHASE_TIMEOUT_S)
+        usage = with_cost_per_delivery(cpu.stop(), gathered["deliveries"])
         span_ns = gathered["last_ns"] - first_publish_ns
         return {
             "kind": "latency",
@@ -816,7 +895,7 @@ class Bench:
             if span_ns > 0
             else None,
             **{k: v for k, v in gathered.items() if k not in ("first_ns", "last_ns")},
-            "cpu": cpu.stop(),
+            "cpu": usage,
         }
 
     def measure_fanout(self, server: Server, pool: ClientPool, cpu: CpuMeter) -> None:
@@ -927,12 +1006,16 @@ def render(result: dict[str, Any]) -> str:
         redis_conns = idle["redis_connections"]
         per_socket = idle["wsloop_kib_per_socket"]
         connect = ramp["connect_ms"]
+        held_note = (
+            f"({_meets(idle['server_sockets'] >= TARGET_SOCKETS)}: {TARGET_SOCKETS:,})"
+            if ramp["requested"] >= TARGET_SOCKETS
+            else f"(target {TARGET_SOCKETS:,} not tried in this run)"
+        )
         lines += [
             "",
             "idle sockets (one wsloop worker, through nginx)",
             f"  sockets requested             {_fmt(ramp['requested'])}",
-            f"  sockets held (server count)   {_fmt(idle['server_sockets'])}   "
-            f"({_meets(idle['server_sockets'] >= TARGET_SOCKETS)}: {TARGET_SOCKETS:,})",
+            f"  sockets held (server count)   {_fmt(idle['server_sockets'])}   {held_note}",
             f"  connect failures              {_fmt(ramp['failures'])}  "
             f"{ramp['failures_by_kind'] or ''}",
             f"  ramp                          {_fmt(ramp['ramp_requested_per_s'])}/s requested, "
@@ -967,13 +1050,27 @@ def render(result: dict[str, Any]) -> str:
                 f"{_fmt(s['deliveries_per_s']):>12}  {_fmt(lat.get('p50_ms')):>6}  "
                 f"{_fmt(lat.get('p99_ms')):>6}  {_fmt(lat.get('max_ms')):>6}  {s['lost']:>4}"
             )
-        lines.append("  CPU during each phase, % of one core (wsloop / nginx / redis / clients):")
+        for entry in sorted(fanout, key=lambda e: e["subscribers"]):
+            probe = entry["burst"].get("health_probe_during", {})
+            lines.append(
+                f"  health check during the {entry['subscribers']:,} burst: p50/max "
+                f"{_fmt(probe.get('p50_ms'))} / {_fmt(probe.get('max_ms'))} ms "
+                f"({probe.get('count', 0)} probes, {probe.get('failures', 0)} failed)"
+            )
+        lines.append(
+            "  CPU per phase (wsloop / nginx / redis / clients): % of one core | us per delivery"
+        )
+        parts = ("wsloop", "nginx", "redis", "clients")
         for entry in sorted(fanout, key=lambda e: e["subscribers"]):
             for kind in ("burst", "latency"):
-                pct = entry[kind].get("cpu", {}).get("cpu_pct_of_one_core", {})
+                usage = entry[kind].get("cpu", {})
+                pct = usage.get("cpu_pct_of_one_core", {})
+                cost = usage.get("cpu_us_per_delivery", {})
                 lines.append(
-                    f"    {entry['subscribers']:>7,} {kind:<8} {pct.get('wsloop', '-')} / "
-                    f"{pct.get('nginx', '-')} / {pct.get('redis', '-')} / {pct.get('clients', '-')}"
+                    f"    {entry['subscribers']:>7,} {kind:<8} "
+                    + " / ".join(_fmt(pct.get(p)) for p in parts)
+                    + " | "
+                    + " / ".join(_fmt(cost.get(p)) for p in parts)
                 )
     after = result.get("after_close")
     if after and idle:
@@ -991,8 +1088,13 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     options = parse_options(argv)
+    signal.signal(signal.SIGTERM, _interrupt)  # like Ctrl-C: close the sockets, write results
     bench = Bench(options)
     result = bench.run()
     options.out.parent.mkdir(parents=True, exist_ok=True)

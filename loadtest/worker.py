@@ -1,21 +1,22 @@
 """A client process: holds up to ``MAX_SOCKETS_PER_PROCESS`` websockets and measures deliveries.
 
 The coordinator (``loadtest.bench``) sends commands over a ``multiprocessing`` pipe; each command
-gets exactly one reply. The process runs one asyncio loop; the pipe is watched with
-``loop.add_reader``, so commands and socket traffic share the loop without threads.
+gets exactly one reply. The process is one ``select.epoll`` loop over its sockets and the pipe
+(no asyncio: see ``wsclient`` for why), with a small timer heap for phase timeouts.
 
 Commands and what is measured:
 
 * ``OpenCmd``: open ``count`` sockets on one path at ``rate_per_s`` (a schedule, not a burst:
-  socket ``i`` starts at ``i / rate_per_s`` seconds, at most ``max_inflight`` handshakes at a
-  time). Reply ``OpenResult``: sockets opened, failures by kind (``http-503``, ``timeout``,
-  ``refused``, ``oserror-EMFILE``...), the connect-to-101 time of every success, elapsed time.
+  socket ``i`` starts at ``i / rate_per_s`` seconds, at most ``max_inflight`` connects and
+  handshakes at a time). Reply ``OpenResult``: sockets opened, failures by kind (``http-503``,
+  ``timeout``, ``refused``, ``eof-in-handshake``, ``oserror-EMFILE``...), the connect-to-101
+  time of every success, elapsed time.
 * ``ArmCmd``: start a phase on every open socket: from now on, payloads of that phase are
   counted per socket. Reply ``Armed`` at once; later, unprompted, ``PhaseResult`` when every
   armed socket has all ``expected`` messages (or closed), or when ``timeout_s`` passes.
   Per socket: a bit per ``seq`` seen (a second copy is a duplicate), the highest ``seq`` so far
   (a lower unseen ``seq`` arriving later is out of order), and lost = expected - distinct seen.
-  Per delivery: ``received_ns - sent_ns`` (receive time taken once per inbound TCP chunk).
+  Per delivery: ``received_ns - sent_ns`` (receive time taken once per read).
 * ``CloseCmd``: close ``count`` sockets with the closing handshake (1000), wait up to
   ``timeout_s`` for the server to finish it, abort what is left. Reply ``CloseResult``.
 * ``StatusCmd``: reply ``Status`` (open sockets, closes the server started, pings answered).
@@ -24,26 +25,30 @@ Commands and what is measured:
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import errno
 import gc
+import heapq
+import itertools
 import os
+import select
 import signal
 import time
 from array import array
 from collections import Counter
-from collections.abc import Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
-from typing import Any
 
-from .payload import MAGIC
-from .wsclient import ClientConnection, HandshakeError, handshake_request
+from .payload import HEADER_BYTES, MAGIC, PHASE, SENT_NS, SEQ
+from .wsclient import ClientConnection, State
 
 MAX_SOCKETS_PER_PROCESS = 5000  # the open-files limit is 20,000 per process; leave headroom
 RAMP_TICK_S = 0.005  # how often the ramp schedule starts the connections that are due
-CLOSE_POLL_S = 0.05
+TIMEOUT_SWEEP_S = 0.1  # how often connects and handshakes are checked against their deadline
+IDLE_POLL_S = 1.0
+READ_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
+EPOLLOUT = select.EPOLLOUT
 
 
 # Commands (coordinator -> worker)
@@ -141,11 +146,34 @@ class Status:
     other_messages: int  # not our payload format (heartbeats...)
 
 
+# Work in progress
+
+
+@dataclass(order=True)
+class _Timer:
+    when: float
+    seq: int
+    callback: Callable[[], None] | None = field(compare=False)
+
+
+@dataclass
+class _Opening:
+    command: OpenCmd
+    count: int
+    started_at: float
+    started: int = 0
+    inflight: int = 0
+    finished: int = 0
+    failures: Counter[str] = field(default_factory=Counter)
+    connect_ms: list[float] = field(default_factory=list)
+    next_sweep: float = 0.0
+
+
 @dataclass
 class _Phase:
     phase: int
     expected: int
-    conns: list[ClientConnection]
+    conns: list[ClientConnection]  # armed
     deliveries: int = 0
     duplicates: int = 0
     out_of_order: int = 0
@@ -154,40 +182,120 @@ class _Phase:
     first_ns: int = 0
     last_ns: int = 0
     latencies: array[int] = field(default_factory=lambda: array("q"))
-    timer: asyncio.TimerHandle | None = None
+    timer: _Timer | None = None
+
+
+@dataclass
+class _Closing:
+    conns: list[ClientConnection]
+    pending: set[ClientConnection]
+    reply: bool
+    then_exit: bool
+    timer: _Timer | None = None
 
 
 class Worker:
-    """The sink of every socket of this process, and the command loop."""
+    """The sink of every socket of this process, and the loop."""
 
     def __init__(self, pipe: Connection, index: int, host: str, port: int) -> None:
         self.pipe = pipe
         self.index = index
         self.host = host
         self.port = port
-        self.loop = asyncio.get_running_loop()
-        self.sockets: set[ClientConnection] = set()
+        self.epoll = select.epoll()
+        self.epoll.register(pipe.fileno(), select.EPOLLIN)
+        self.conns: dict[int, ClientConnection] = {}  # every registered socket, by fd
+        self.sockets: set[ClientConnection] = set()  # open and not being closed by us
+        self.pending: set[ClientConnection] = set()  # connecting or in the handshake
+        self.opening: _Opening | None = None
         self.phase: _Phase | None = None
+        self.closing: _Closing | None = None
         self.server_closes: Counter[str] = Counter()
         self.stale_messages = 0
         self.other_messages = 0
-        self.done: asyncio.Future[None] = self.loop.create_future()
-        self._tasks: set[asyncio.Task[None]] = set()
+        self.running = True
+        self._timers: list[_Timer] = []
+        self._timer_ids = itertools.count()
 
-    # MessageSink
+    # the loop
+
+    def run(self) -> None:
+        pipe_fd = self.pipe.fileno()
+        conns = self.conns
+        poll = self.epoll.poll
+        connecting, handshake, closing = State.CONNECTING, State.HANDSHAKE, State.CLOSING
+        while self.running:
+            for fd, events in poll(self._poll_timeout()):
+                if fd == pipe_fd:
+                    self.on_command()
+                    continue
+                conn = conns.get(fd)
+                if conn is None:
+                    continue
+                if events & EPOLLOUT or conn.state is connecting:
+                    conn.on_writable()
+                if events & READ_EVENTS and handshake <= conn.state <= closing:
+                    conn.on_readable()
+            if self._timers:
+                self._run_timers()
+            if self.opening is not None:
+                self._ramp(self.opening)
+
+    def _poll_timeout(self) -> float:
+        if self.opening is not None:
+            return RAMP_TICK_S
+        if self._timers:
+            return max(0.0, min(IDLE_POLL_S, self._timers[0].when - time.monotonic()))
+        return IDLE_POLL_S
+
+    def call_later(self, delay_s: float, callback: Callable[[], None]) -> _Timer:
+        timer = _Timer(time.monotonic() + delay_s, next(self._timer_ids), callback)
+        heapq.heappush(self._timers, timer)
+        return timer
+
+    @staticmethod
+    def cancel(timer: _Timer | None) -> None:
+        if timer is not None:
+            timer.callback = None
+
+    def _run_timers(self) -> None:
+        now = time.monotonic()
+        while self._timers and self._timers[0].when <= now:
+            callback = heapq.heappop(self._timers).callback
+            if callback is not None:
+                callback()
+
+    # Sink (called by the connections)
+
+    def on_open(self, conn: ClientConnection) -> None:
+        self.pending.discard(conn)
+        self.sockets.add(conn)
+        opening = self.opening
+        if opening is not None:
+            opening.connect_ms.append((time.perf_counter() - conn.started) * 1000.0)
+            opening.inflight -= 1
+            opening.finished += 1
+
+    def on_failed(self, conn: ClientConnection, kind: str) -> None:
+        self._forget(conn)
+        self.pending.discard(conn)
+        opening = self.opening
+        if opening is not None:
+            opening.failures[kind] += 1
+            opening.inflight -= 1
+            opening.finished += 1
 
     def on_message(self, conn: ClientConnection, payload: bytes, received_ns: int) -> None:
+        if len(payload) < HEADER_BYTES or not payload.startswith(MAGIC):
+            self.other_messages += 1
+            return
         phase = self.phase
-        if not payload.startswith(MAGIC):
-            self.other_messages += 1
-            return
-        fields = payload.split(b" ", 4)
         try:
-            phase_id, seq, sent_ns = int(fields[1]), int(fields[2]), int(fields[3])
-        except (IndexError, ValueError):
+            phase_id, seq, sent_ns = int(payload[PHASE]), int(payload[SEQ]), int(payload[SENT_NS])
+        except ValueError:
             self.other_messages += 1
             return
-        if phase is None or phase_id != phase.phase or not 0 <= seq < phase.expected:
+        if phase is None or phase_id != phase.phase or seq >= phase.expected:
             self.stale_messages += 1
             return
         phase.deliveries += 1
@@ -211,7 +319,8 @@ class Worker:
             self._maybe_finish(phase)
 
     def on_closed(self, conn: ClientConnection) -> None:
-        if conn in self.sockets:  # we did not ask for it
+        self._forget(conn)
+        if conn in self.sockets:  # the server closed it: we did not ask
             self.sockets.discard(conn)
             code = str(conn.close_code) if conn.close_code is not None else "eof"
             self.server_closes[code] += 1
@@ -219,119 +328,105 @@ class Worker:
             if phase is not None and conn.unique < phase.expected:
                 phase.closed_during += 1
                 self._maybe_finish(phase)
+        closing = self.closing
+        if closing is not None and conn in closing.pending:
+            closing.pending.discard(conn)
+            if not closing.pending:
+                self._finish_closing(closing)
+
+    def want_write(self, conn: ClientConnection, wanted: bool) -> None:
+        with contextlib.suppress(OSError):
+            self.epoll.modify(conn.fd, READ_EVENTS | (EPOLLOUT if wanted else 0))
+
+    def _forget(self, conn: ClientConnection) -> None:
+        if self.conns.pop(conn.fd, None) is conn:
+            with contextlib.suppress(OSError, ValueError):
+                self.epoll.unregister(conn.fd)
 
     # commands
 
     def on_command(self) -> None:
         try:
             command = self.pipe.recv()
-        except EOFError:  # the coordinator is gone: stop
-            self._spawn(self._quit(QuitCmd(timeout_s=2.0), reply=False))
-            self.loop.remove_reader(self.pipe.fileno())
+        except EOFError:  # the coordinator is gone: close everything and stop
+            with contextlib.suppress(OSError, ValueError):
+                self.epoll.unregister(self.pipe.fileno())
+            self._stop_opening()
+            self._close(list(self.sockets), 2.0, reply=False, then_exit=True)
             return
         if isinstance(command, OpenCmd):
-            self._spawn(self._open(command))
+            self._start_opening(command)
         elif isinstance(command, ArmCmd):
             self._arm(command)
         elif isinstance(command, CloseCmd):
-            self._spawn(self._close_some(command))
+            self._close(list(self.sockets)[: command.count], command.timeout_s, True, False)
         elif isinstance(command, StatusCmd):
             self.pipe.send(self._status())
         elif isinstance(command, QuitCmd):
-            self.loop.remove_reader(self.pipe.fileno())
-            self._spawn(self._quit(command, reply=True))
+            self._stop_opening()
+            self._close(list(self.sockets), command.timeout_s, reply=True, then_exit=True)
         else:
             raise TypeError(f"unknown command {command!r}")
 
-    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
-        task = self.loop.create_task(coroutine)
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
+    def _stop_opening(self) -> None:
+        """Quit during a ramp: no more connects, the ones in progress are aborted."""
+        self.opening = None
+        for conn in list(self.pending):
+            conn.abort()
 
-    async def _open(self, command: OpenCmd) -> None:
-        started_at = self.loop.time()
-        failures: Counter[str] = Counter()
-        connect_ms: list[float] = []
-        inflight = asyncio.Semaphore(command.max_inflight)
-        pending: set[asyncio.Task[None]] = set()
+    def _start_opening(self, command: OpenCmd) -> None:
         count = min(command.count, MAX_SOCKETS_PER_PROCESS - len(self.sockets))
+        opening = _Opening(command=command, count=count, started_at=time.monotonic())
         if count < command.count:
-            failures["over-process-limit"] += command.count - count
-        started = 0
-        while started < count:
-            due = min(count, int((self.loop.time() - started_at) * command.rate_per_s) + 1)
-            while started < due:
-                await inflight.acquire()
-                task = self.loop.create_task(
-                    self._open_one(command, inflight, failures, connect_ms)
+            opening.failures["over-process-limit"] += command.count - count
+        self.opening = opening
+        self._ramp(opening)
+
+    def _ramp(self, opening: _Opening) -> None:
+        command = opening.command
+        now = time.monotonic()
+        due = min(opening.count, int((now - opening.started_at) * command.rate_per_s) + 1)
+        while opening.started < due and opening.inflight < command.max_inflight:
+            opening.started += 1
+            try:
+                conn = ClientConnection(self, self.host, self.port, command.path, command.timeout_s)
+            except OSError as exc:
+                name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
+                opening.failures[f"oserror-{name}"] += 1
+                opening.finished += 1
+                continue
+            self.conns[conn.fd] = conn
+            self.pending.add(conn)
+            self.epoll.register(conn.fd, READ_EVENTS | EPOLLOUT)
+            opening.inflight += 1
+        if now >= opening.next_sweep:
+            opening.next_sweep = now + TIMEOUT_SWEEP_S
+            perf_now = time.perf_counter()
+            for conn in list(self.pending):
+                conn.check_timeout(perf_now)
+        if opening.finished >= opening.count:
+            self.opening = None
+            gc.collect()
+            gc.freeze()  # long-lived connection objects: keep them out of later collections
+            self.pipe.send(
+                OpenResult(
+                    worker=self.index,
+                    opened=len(opening.connect_ms),
+                    failures=dict(opening.failures),
+                    connect_ms=opening.connect_ms,
+                    elapsed_s=time.monotonic() - opening.started_at,
                 )
-                pending.add(task)
-                task.add_done_callback(pending.discard)
-                started += 1
-            await asyncio.sleep(RAMP_TICK_S)
-        if pending:
-            await asyncio.gather(*pending)
-        gc.collect()
-        gc.freeze()  # long-lived connection objects: keep them out of later collections
-        self.pipe.send(
-            OpenResult(
-                worker=self.index,
-                opened=len(connect_ms),
-                failures=dict(failures),
-                connect_ms=connect_ms,
-                elapsed_s=self.loop.time() - started_at,
             )
-        )
-
-    async def _open_one(
-        self,
-        command: OpenCmd,
-        inflight: asyncio.Semaphore,
-        failures: Counter[str],
-        connect_ms: list[float],
-    ) -> None:
-        """One connection and handshake; a success joins ``self.sockets``, a failure is counted
-        by kind. Releases ``inflight`` when done."""
-        holder: list[ClientConnection] = []
-        request, accept = handshake_request(f"{self.host}:{self.port}", command.path)
-
-        def factory() -> ClientConnection:
-            conn = ClientConnection(self, request, accept)
-            holder.append(conn)
-            return conn
-
-        begin = time.perf_counter()
-        try:
-            async with asyncio.timeout(command.timeout_s):
-                await self.loop.create_connection(factory, self.host, self.port)
-                await holder[0].handshake
-        except HandshakeError as exc:
-            failures[exc.kind] += 1
-        except TimeoutError:
-            failures["timeout"] += 1
-            if holder:
-                holder[0].abort()
-        except ConnectionRefusedError:
-            failures["refused"] += 1
-        except OSError as exc:
-            name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
-            failures[f"oserror-{name}"] += 1
-        else:
-            connect_ms.append((time.perf_counter() - begin) * 1000.0)
-            self.sockets.add(holder[0])
-        finally:
-            inflight.release()
 
     def _arm(self, command: ArmCmd) -> None:
-        conns = list(self.sockets)
-        for conn in conns:
+        for conn in self.sockets:
             conn.seen = 0
             conn.unique = 0
             conn.last_seq = -1
-        phase = _Phase(phase=command.phase, expected=command.expected, conns=conns)
+        phase = _Phase(phase=command.phase, expected=command.expected, conns=list(self.sockets))
         self.phase = phase
-        self.pipe.send(Armed(worker=self.index, phase=command.phase, sockets=len(conns)))
-        phase.timer = self.loop.call_later(command.timeout_s, self._finish, phase, True)
+        self.pipe.send(Armed(worker=self.index, phase=command.phase, sockets=len(phase.conns)))
+        phase.timer = self.call_later(command.timeout_s, lambda: self._finish(phase, True))
         self._maybe_finish(phase)
 
     def _maybe_finish(self, phase: _Phase) -> None:
@@ -342,9 +437,9 @@ class Worker:
         if self.phase is not phase:
             return
         self.phase = None
-        if phase.timer is not None:
-            phase.timer.cancel()
-        distinct = sum(conn.unique for conn in phase.conns)
+        self.cancel(phase.timer)
+        distinct = sum(conn.unique for conn in phase.conns)  # closed ones included
+        lost = phase.expected * len(phase.conns) - distinct
         self.pipe.send(
             PhaseResult(
                 worker=self.index,
@@ -355,7 +450,7 @@ class Worker:
                 distinct=distinct,
                 duplicates=phase.duplicates,
                 out_of_order=phase.out_of_order,
-                lost=phase.expected * len(phase.conns) - distinct,
+                lost=lost,
                 closed_during=phase.closed_during,
                 first_ns=phase.first_ns,
                 last_ns=phase.last_ns,
@@ -364,31 +459,35 @@ class Worker:
             )
         )
 
-    async def _close_conns(self, conns: list[ClientConnection], timeout_s: float) -> CloseResult:
+    def _close(
+        self, conns: list[ClientConnection], timeout_s: float, reply: bool, then_exit: bool
+    ) -> None:
+        closing = _Closing(conns=conns, pending=set(conns), reply=reply, then_exit=then_exit)
+        self.closing = closing
         for conn in conns:
             self.sockets.discard(conn)
             conn.close()
-        deadline = self.loop.time() + timeout_s
-        while self.loop.time() < deadline and not all(conn.closed for conn in conns):
-            await asyncio.sleep(CLOSE_POLL_S)
+        if not closing.pending:
+            self._finish_closing(closing)
+        else:
+            closing.timer = self.call_later(timeout_s, lambda: self._finish_closing(closing))
+
+    def _finish_closing(self, closing: _Closing) -> None:
+        if self.closing is not closing:
+            return
+        self.closing = None
+        self.cancel(closing.timer)
         aborted = 0
-        for conn in conns:
-            if not conn.closed:
+        for conn in closing.conns:
+            if conn.state is not State.CLOSED:
                 aborted += 1
                 conn.abort()
-        await asyncio.sleep(0)  # let connection_lost callbacks run
-        return CloseResult(worker=self.index, closed=len(conns) - aborted, aborted=aborted)
-
-    async def _close_some(self, command: CloseCmd) -> None:
-        conns = list(self.sockets)[: command.count]
-        self.pipe.send(await self._close_conns(conns, command.timeout_s))
-
-    async def _quit(self, command: QuitCmd, reply: bool) -> None:
-        result = await self._close_conns(list(self.sockets), command.timeout_s)
-        if reply:
-            self.pipe.send(result)
-        if not self.done.done():
-            self.done.set_result(None)
+        if closing.reply:
+            self.pipe.send(
+                CloseResult(worker=self.index, closed=len(closing.conns) - aborted, aborted=aborted)
+            )
+        if closing.then_exit:
+            self.running = False
 
     def _status(self) -> Status:
         return Status(
@@ -401,16 +500,15 @@ class Worker:
         )
 
 
-async def _serve(pipe: Connection, index: int, host: str, port: int) -> None:
-    worker = Worker(pipe, index, host, port)
-    worker.loop.add_reader(pipe.fileno(), worker.on_command)
-    pipe.send(Ready(worker=index, pid=os.getpid()))
-    await worker.done
-
-
 def main(pipe: Connection, index: int, host: str, port: int) -> None:
     """Entry point of a client process (``multiprocessing`` target)."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the coordinator quits us in order
-    with contextlib.suppress(KeyboardInterrupt):
-        asyncio.run(_serve(pipe, index, host, port))
-    pipe.close()
+    worker = Worker(pipe, index, host, port)
+    pipe.send(Ready(worker=index, pid=os.getpid()))
+    try:
+        worker.run()
+    finally:
+        for conn in list(worker.conns.values()):
+            conn.sock.close()
+        worker.epoll.close()
+        pipe.close()

@@ -1,7 +1,7 @@
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from wsloop.hub import Hub
+from wsloop.hub import DISPATCH_BATCH, Hub
 
 
 class FakeBroker:
@@ -51,14 +51,14 @@ def test_one_frame_object_for_every_recipient():
     hub, members = Hub(FakeBroker()), [Member() for _ in range(3)]
     for member in members:
         hub.join(member, ["c"])
-    assert hub.dispatch("c", b"hi") == 3
+    assert hub.dispatch("c", [b"hi"]) == 3
     frames = [m.frames[0] for m in members]
     assert all(frame is frames[0] for frame in frames)
     assert members[0].texts() == ["hi"]
 
 
 def test_dispatch_to_unknown_channel_is_a_no_op():
-    assert Hub(FakeBroker()).dispatch("nobody", b"x") == 0
+    assert Hub(FakeBroker()).dispatch("nobody", [b"x"]) == 0
 
 
 def test_own_publish_skips_the_sender_once():
@@ -66,8 +66,8 @@ def test_own_publish_skips_the_sender_once():
     hub.join(sender, ["c"])
     hub.join(other, ["c"])
     hub.expect_own_publish(sender, "c", b"m")
-    hub.dispatch("c", b"m")
-    hub.dispatch("c", b"m")  # someone else sent the same bytes: the sender gets this one
+    hub.dispatch("c", [b"m"])
+    hub.dispatch("c", [b"m"])  # someone else sent the same bytes: the sender gets this one
     assert sender.texts() == ["m"]
     assert other.texts() == ["m", "m"]
 
@@ -76,8 +76,8 @@ def test_own_publish_matches_by_payload_not_by_position():
     hub, sender = Hub(FakeBroker()), Member()
     hub.join(sender, ["c"])
     hub.expect_own_publish(sender, "c", b"mine")
-    hub.dispatch("c", b"theirs")
-    hub.dispatch("c", b"mine")
+    hub.dispatch("c", [b"theirs"])
+    hub.dispatch("c", [b"mine"])
     assert sender.texts() == ["theirs"]
 
 
@@ -88,8 +88,8 @@ def test_cancelled_and_forgotten_publishes():
     hub.cancel_own_publish(sender, "c", b"a")
     hub.expect_own_publish(sender, "c", b"b")
     hub.forget_own_publishes()
-    hub.dispatch("c", b"a")
-    hub.dispatch("c", b"b")
+    hub.dispatch("c", [b"a"])
+    hub.dispatch("c", [b"b"])
     assert sender.texts() == ["a", "b"]
 
 
@@ -100,8 +100,8 @@ def test_expectation_needs_a_subscription_and_leaves_with_the_member():
     hub.join(stayer, ["c"])
     hub.expect_own_publish(sender, "c", b"y")
     hub.leave(sender, ["c"])
-    hub.dispatch("c", b"x")
-    hub.dispatch("c", b"y")
+    hub.dispatch("c", [b"x"])
+    hub.dispatch("c", [b"y"])
     assert stayer.texts() == ["x", "y"]
 
 
@@ -116,5 +116,40 @@ def test_member_leaving_during_dispatch_is_safe():
     leaver, stayer = Leaver(), Member()
     hub.join(leaver, ["c"])
     hub.join(stayer, ["c"])
-    assert hub.dispatch("c", b"x") == 2
+    assert hub.dispatch("c", [b"x"]) == 2
     assert hub.member_count("c") == 1
+
+
+def test_consecutive_messages_are_joined_into_one_write_per_member():
+    hub, a, b = Hub(FakeBroker()), Member(), Member()
+    hub.join(a, ["c"])
+    hub.join(b, ["c"])
+    assert hub.dispatch("c", [b"1", b"2", b"3"]) == 6
+    assert len(a.frames) == 1 and a.frames[0] is b.frames[0]
+    assert a.texts() == ["1", "2", "3"]
+
+
+def test_a_sender_skipping_its_own_message_gets_the_others_in_order():
+    hub, sender, other = Hub(FakeBroker()), Member(), Member()
+    hub.join(sender, ["c"])
+    hub.join(other, ["c"])
+    hub.expect_own_publish(sender, "c", b"2")
+    assert hub.dispatch("c", [b"1", b"2", b"3"]) == 5
+    assert sender.texts() == ["1", "3"]
+    assert other.texts() == ["1", "2", "3"]
+
+
+def test_a_run_of_only_own_messages_writes_nothing_to_the_sender():
+    hub, sender = Hub(FakeBroker()), Member()
+    hub.join(sender, ["c"])
+    hub.expect_own_publish(sender, "c", b"mine")
+    assert hub.dispatch("c", [b"mine"]) == 0
+    assert sender.frames == []
+
+
+def test_pause_is_called_between_batches_of_members():
+    hub, pauses = Hub(FakeBroker()), []
+    for _ in range(DISPATCH_BATCH * 2 + 1):
+        hub.join(Member(), ["c"])
+    hub.dispatch("c", [b"x"], pause=lambda: pauses.append(1))
+    assert len(pauses) == 2

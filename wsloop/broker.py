@@ -8,14 +8,41 @@ messages in the order the bus accepted them.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable, Iterator
 from typing import Protocol
 
-MessageHandler = Callable[[str, bytes], None]
-"""Called with (channel, payload) for every message on a subscribed channel."""
+MessageHandler = Callable[[str, list[bytes]], None]
+"""Called with (channel, payloads): consecutive messages of one channel, in bus order."""
+
+MAX_RUN_MESSAGES = 64  # a burst is handed over in runs of at most this many messages
+MAX_RUN_BYTES = 256 * 1024  # ... and about this many bytes, well under a send queue's limit
 
 ReconnectHandler = Callable[[], None]
 """Called after the subscription was lost and re-established."""
+
+
+def consecutive_runs(messages: Iterable[tuple[str, bytes]]) -> Iterator[tuple[str, list[bytes]]]:
+    """Group messages into runs of the same channel without reordering anything.
+
+    A burst on one channel becomes a few runs, so the hub writes a few joined frames per socket
+    instead of one per message; the order across channels is kept as the bus gave it.
+    """
+    run_channel = ""  # never yielded: a run is only yielded once it holds a message
+    run: list[bytes] = []
+    run_bytes = 0
+    for channel, payload in messages:
+        if run and (
+            channel != run_channel
+            or len(run) >= MAX_RUN_MESSAGES
+            or run_bytes + len(payload) > MAX_RUN_BYTES
+        ):
+            yield run_channel, run
+            run, run_bytes = [], 0
+        run_channel = channel
+        run.append(payload)
+        run_bytes += len(payload)
+    if run:
+        yield run_channel, run
 
 
 class BrokerUnavailable(Exception):

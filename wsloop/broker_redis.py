@@ -26,7 +26,7 @@ from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.client import PubSub
 from redis.retry import Retry
 
-from .broker import BrokerUnavailable, MessageHandler, ReconnectHandler
+from .broker import BrokerUnavailable, MessageHandler, ReconnectHandler, consecutive_runs
 
 logger = logging.getLogger(__name__)
 
@@ -146,19 +146,28 @@ class RedisBroker:
     def _drain_forever(self, pubsub: PubSub, on_message: MessageHandler) -> None:
         """Read until an error; every wake-up drains all buffered messages (no burst loss)."""
         while not self._reset_requested:
+            batch: list[tuple[str, bytes]] = []
             message = pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
             while message is not None:
                 if message["type"] == "message":
-                    self._handle(on_message, message["channel"], message["data"])
+                    channel = message["channel"]
+                    batch.append(
+                        (
+                            channel.decode() if isinstance(channel, bytes) else channel,
+                            message["data"],
+                        )
+                    )
                 message = pubsub.get_message(timeout=0)
+            for channel, payloads in consecutive_runs(batch):
+                self._handle(on_message, channel, payloads)
         raise redis.ConnectionError("a subscription command failed")
 
     @staticmethod
-    def _handle(on_message: MessageHandler, channel: bytes | str, payload: bytes) -> None:
+    def _handle(on_message: MessageHandler, channel: str, payloads: list[bytes]) -> None:
         try:
-            on_message(channel.decode() if isinstance(channel, bytes) else channel, payload)
+            on_message(channel, payloads)
         except Exception:
-            logger.exception("dispatching a message on %r failed", channel)
+            logger.exception("dispatching messages on %r failed", channel)
 
     def _close(self) -> None:
         pubsub, self._pubsub = self._pubsub, None

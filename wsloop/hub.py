@@ -15,11 +15,14 @@ delivered locally, keeping the sender's text/binary opcode), whatever other clie
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from .broker import Broker
 from .protocol import encode_message
+
+DISPATCH_BATCH = 256  # members served between two pauses: bounds how long a broadcast holds
+# the worker (about 1 ms of writes), at the cost of one greenlet switch per batch
 
 
 class Member(Protocol):
@@ -68,19 +71,34 @@ class Hub:
         if gone:
             self._broker.unsubscribe(gone)
 
-    def dispatch(self, channel: str, payload: bytes) -> int:
-        """Deliver a message from the bus to the channel's local members; returns recipients."""
+    def dispatch(
+        self, channel: str, payloads: Sequence[bytes], pause: Callable[[], None] | None = None
+    ) -> int:
+        """Deliver consecutive messages of one channel to its local members; returns deliveries.
+
+        Each member gets one write: the frames of all the messages joined (the same bytes object
+        for every member, except a sender skipping its own message). ``pause`` is called every
+        ``DISPATCH_BATCH`` members, so a broadcast to thousands of sockets lets the rest of the
+        worker run in between.
+        """
         members = self._members.get(channel)
-        if not members:
+        if not members or not payloads:
             return 0
-        skip = self._take_own_publish(channel, payload)
-        frame = encode_message(payload)
-        delivered = 0
-        for member in tuple(members):
-            if member is not skip:
-                member.deliver(frame)
-                delivered += 1
-        return delivered
+        frames = [encode_message(payload) for payload in payloads]
+        skips = [self._take_own_publish(channel, payload) for payload in payloads]
+        shared = frames[0] if len(frames) == 1 else b"".join(frames)
+        skipping = {member for member in skips if member is not None}
+        recipients = tuple(members)
+        for index, member in enumerate(recipients, 1):
+            if member in skipping:
+                own = b"".join(f for f, s in zip(frames, skips, strict=True) if s is not member)
+                if own:
+                    member.deliver(own)
+            else:
+                member.deliver(shared)
+            if pause is not None and index % DISPATCH_BATCH == 0:
+                pause()
+        return len(frames) * len(recipients) - sum(skip is not None for skip in skips)
 
     def expect_own_publish(self, member: Member, channel: str, payload: bytes) -> None:
         """Record that ``member`` is about to publish ``payload`` on ``channel``."""

@@ -17,11 +17,20 @@ from . import conf
 from .broker import Broker
 from .broker_redis import RedisBroker
 from .connection import WebSocket
-from .hub import Hub
+from .hub import DISPATCH_BATCH, Hub
 from .protocol import CloseCode, encode_ping, encode_text
 from .redis_pool import get_pool
 
 logger = logging.getLogger(__name__)
+
+
+# A zero sleep would only run ready callbacks; a short timer also lets the loop poll sockets,
+# so handshakes, health checks and client frames get their turn during a long broadcast.
+YIELD_PAUSE_S = 0.0001
+
+
+def yield_to_others() -> None:
+    gevent.sleep(YIELD_PAUSE_S)
 
 
 @dataclass
@@ -68,8 +77,8 @@ class Runtime:
         for websocket in tuple(self.sockets):
             websocket.close(CloseCode.GOING_AWAY, "server restarting")
 
-    def _dispatch(self, channel: str, payload: bytes) -> None:
-        self.metrics.messages_out += self.hub.dispatch(channel, payload)
+    def _dispatch(self, channel: str, payloads: list[bytes]) -> None:
+        self.metrics.messages_out += self.hub.dispatch(channel, payloads, pause=yield_to_others)
 
     def _ping_forever(self) -> None:
         """RFC 6455 pings keep proxies from timing out idle sockets and find dead peers: a
@@ -78,19 +87,23 @@ class Runtime:
         while True:
             gevent.sleep(self.settings.ping_interval_s)
             deadline = time.monotonic() - self.settings.idle_timeout_s
-            for websocket in tuple(self.sockets):
+            for index, websocket in enumerate(tuple(self.sockets), 1):
                 if websocket.last_seen < deadline:
                     self.metrics.idle_timeouts += 1
                     websocket.close(CloseCode.GOING_AWAY, "idle timeout")
                 else:
                     websocket.deliver(frame)
+                if index % DISPATCH_BATCH == 0:
+                    yield_to_others()
 
     def _heartbeat_forever(self, heartbeat: str) -> None:
         frame = encode_text(heartbeat)
         while True:
             gevent.sleep(self.settings.heartbeat_interval_s)
-            for websocket in tuple(self.sockets):
+            for index, websocket in enumerate(tuple(self.sockets), 1):
                 websocket.deliver(frame)
+                if index % DISPATCH_BATCH == 0:
+                    yield_to_others()
 
 
 _runtimes: dict[int, Runtime] = {}  # by pid: a runtime is never shared across a fork
