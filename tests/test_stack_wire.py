@@ -24,6 +24,7 @@ from helpers import (
     wait_subscribed,
     ws_connect,
 )
+from wsloop.compat import RedisMessage, RedisPublisher
 
 pytestmark = pytest.mark.stack
 
@@ -335,3 +336,13 @@ def test_demo_page_and_static_files(stack, sessions):
     assert status == 200 and b'data-facility="chat-lobby"' in body
     status, headers, _ = http_request(stack, "GET", "/static/chat/room.js")
     assert status == 200 and "javascript" in headers["content-type"]
+
+
+def test_ws4redis_publisher_shim_end_to_end(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
+        wait_subscribed(stack, channel("broadcast", facility))
+        publisher = RedisPublisher(facility=facility, broadcast=True)
+        publisher.publish_message(RedisMessage("from the shim"), expire=30)
+        assert recv(ws) == "from the shim"
+    assert publisher.fetch_message(None, facility) == b"from the shim"
