@@ -1,15 +1,18 @@
-"""The broker interface: how a worker reaches the message bus.
+"""The broker interface: how a worker reaches the message bus and the history.
 
-Delivery guarantee of this interface: at most once. A message published while a worker's
-subscription is down (Redis restarting, network cut) is not delivered to that worker's sockets;
-what ``expire`` persisted is sent to sockets that subscribe later. Per channel, a subscriber sees
-messages in the order the bus accepted them.
+Live delivery is at most once: a message published while a worker's subscription is down (Redis
+restarting, network cut) does not arrive live. What went through history is recovered instead:
+by the worker when its subscription comes back, by a client that reconnects with its last
+position. Per facility, messages arrive in the order the bus accepted them.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from typing import Protocol
+
+from .history import Position
+from .history_redis import Published, Replay
 
 MessageHandler = Callable[[str, list[bytes]], None]
 """Called with (channel, payloads): consecutive messages of one channel, in bus order."""
@@ -60,9 +63,20 @@ class Broker(Protocol):
     def unsubscribe(self, channels: Collection[str]) -> None:
         """Remove channels from the subscription. Never raises."""
 
-    def publish(self, channels: Collection[str], payload: bytes, expire_s: int) -> None:
-        """Publish one payload to each channel, persisting it for ``expire_s`` seconds (0: not
-        kept). Raises BrokerUnavailable."""
+    def publish(
+        self, facility: str, channels: Sequence[str], payload: bytes, expire_s: int
+    ) -> Published:
+        """Append one payload to the facility's history and publish it to each channel; keep it
+        as the channel's persisted message for ``expire_s`` seconds (0: not kept). Raises
+        BrokerUnavailable."""
+
+    def replay(self, facility: str, since: Position, channels: frozenset[str]) -> Replay:
+        """The channels' messages after ``since``, or why they cannot be had. Raises
+        BrokerUnavailable."""
+
+    def wait_subscribed(self, channels: Collection[str], timeout_s: float) -> bool:
+        """Wait until the bus confirmed the subscription of every channel (False on timeout):
+        from then on, nothing published to them can miss this worker."""
 
     def fetch_persisted(self, channels: Collection[str]) -> list[bytes]:
         """The persisted message of each channel that has one, in the given order. Raises

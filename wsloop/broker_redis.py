@@ -17,7 +17,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Callable, Collection
+import time
+from collections.abc import Callable, Collection, Mapping, Sequence
 
 import gevent
 import gevent.event
@@ -27,6 +28,8 @@ from redis.client import PubSub
 from redis.retry import Retry
 
 from .broker import BrokerUnavailable, MessageHandler, ReconnectHandler, consecutive_runs
+from .history import HistoryPolicy, Position
+from .history_redis import Published, RedisHistory, Replay
 
 logger = logging.getLogger(__name__)
 
@@ -35,15 +38,24 @@ HEALTH_CHECK_INTERVAL_S = 15  # PING an idle subscription this often to find dea
 CONNECT_TIMEOUT_S = 5.0
 RECONNECT_BACKOFF_BASE_S = 0.1
 RECONNECT_BACKOFF_CAP_S = 5.0  # a worker finds a restarted Redis within this many seconds
+SUBSCRIBE_POLL_S = 0.002  # how often a recovering socket checks for its subscription
 
 REDIS_ERRORS = (redis.RedisError, OSError)
 
 
 class RedisBroker:
-    def __init__(self, url: str, command_pool: redis.ConnectionPool) -> None:
+    def __init__(
+        self,
+        url: str,
+        command_pool: redis.ConnectionPool,
+        prefix: str,
+        history_policies: Mapping[str, HistoryPolicy],
+    ) -> None:
         self._url = url
         self._commands = redis.Redis(connection_pool=command_pool)
+        self._history = RedisHistory(self._commands, prefix, history_policies)
         self._channels: set[str] = set()
+        self._confirmed: set[str] = set()
         self._pubsub: PubSub | None = None
         self._wanted = gevent.event.Event()
         self._backoff = ExponentialWithJitterBackoff(
@@ -66,16 +78,27 @@ class RedisBroker:
         self._channels.difference_update(channels)
         self._send(lambda pubsub: pubsub.unsubscribe(*channels))  # type: ignore[no-untyped-call]
 
-    def publish(self, channels: Collection[str], payload: bytes, expire_s: int) -> None:
+    def publish(
+        self, facility: str, channels: Sequence[str], payload: bytes, expire_s: int
+    ) -> Published:
         try:
-            with self._commands.pipeline(transaction=False) as pipe:
-                for channel in channels:
-                    pipe.publish(channel, payload)
-                    if expire_s > 0:
-                        pipe.set(channel, payload, ex=expire_s)
-                pipe.execute()
+            return self._history.publish(facility, channels, payload, expire_s)
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"cannot publish: {exc}") from exc
+
+    def replay(self, facility: str, since: Position, channels: frozenset[str]) -> Replay:
+        try:
+            return self._history.replay(facility, since, channels)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot read history: {exc}") from exc
+
+    def wait_subscribed(self, channels: Collection[str], timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        while not self._confirmed.issuperset(channels):
+            if time.monotonic() > deadline:
+                return False
+            gevent.sleep(SUBSCRIBE_POLL_S)
+        return True
 
     def fetch_persisted(self, channels: Collection[str]) -> list[bytes]:
         if not channels:
@@ -111,7 +134,8 @@ class RedisBroker:
             socket_keepalive=True,
             client_name=f"wsloop:{os.getpid()}:sub",
         )
-        pubsub: PubSub = client.pubsub(ignore_subscribe_messages=True)  # type: ignore[no-untyped-call]
+        pubsub: PubSub = client.pubsub()  # type: ignore[no-untyped-call]
+        self._confirmed.clear()
         if self._channels:
             pubsub.subscribe(*self._channels)
         else:
@@ -149,14 +173,14 @@ class RedisBroker:
             batch: list[tuple[str, bytes]] = []
             message = pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
             while message is not None:
-                if message["type"] == "message":
-                    channel = message["channel"]
-                    batch.append(
-                        (
-                            channel.decode() if isinstance(channel, bytes) else channel,
-                            message["data"],
-                        )
-                    )
+                kind, channel = message["type"], message["channel"]
+                channel = channel.decode() if isinstance(channel, bytes) else channel
+                if kind == "message":
+                    batch.append((channel, message["data"]))
+                elif kind == "subscribe":
+                    self._confirmed.add(channel)
+                elif kind == "unsubscribe":
+                    self._confirmed.discard(channel)
                 message = pubsub.get_message(timeout=0)
             for channel, payloads in consecutive_runs(batch):
                 self._handle(on_message, channel, payloads)

@@ -47,11 +47,12 @@ class Flag(enum.Enum):
     PUBLISH_GROUP = "publish-group"
     PUBLISH_SESSION = "publish-session"
     ECHO = "echo"
+    ENVELOPE = "envelope"  # JSON envelopes with message ids; needed for ``since=``
 
     @property
     def audience(self) -> Audience | None:
-        """The audience a subscribe or publish flag names; None for ``echo``."""
-        if self is Flag.ECHO:
+        """The audience a subscribe or publish flag names; None for the others."""
+        if not (self.is_subscribe or self.is_publish):
             return None
         return Audience(self.value.split("-", 1)[1])
 
@@ -135,6 +136,7 @@ class ChannelPlan:
     subscribe: tuple[str, ...]
     publish: tuple[str, ...]
     echo: bool
+    envelope: bool = False
 
 
 def plan_channels(
@@ -158,4 +160,5 @@ def plan_channels(
         subscribe=tuple(dict.fromkeys(subscribe)),
         publish=tuple(dict.fromkeys(publish)),
         echo=Flag.ECHO in flags,
+        envelope=Flag.ENVELOPE in flags,
     )

@@ -62,6 +62,7 @@ class RedisPublisher:
         request: HttpRequest | None = None,
     ) -> None:
         self._connection = connection
+        self._facility = facility
         self._channels = target_channels(
             conf.load().channel_prefix,
             facility,
@@ -76,7 +77,7 @@ class RedisPublisher:
         if not isinstance(message, RedisMessage):
             raise ValueError("message object is not of type RedisMessage")
         if self._connection is None:
-            publish_to_channels(self._channels, message, expire)
+            publish_to_channels(self._facility, self._channels, message, expire)
             return
         expire_s = conf.load().expire_s if expire is None else expire
         for channel in self._channels:

@@ -7,13 +7,15 @@ without editing their settings. When both are set, the ``WSLOOP_`` name wins.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote
 
 from django.conf import settings as django_settings
 from django.utils.module_loading import import_string
+
+from .history import DEFAULT_POLICY, HistoryPolicy
 
 DEFAULT_REDIS_URL = "redis://localhost:6379/0"
 
@@ -78,6 +80,8 @@ class Settings:
     max_message_bytes: int
     send_queue_bytes: int
     close_timeout_s: float
+    history: Mapping[str, HistoryPolicy]
+    recovery_timeout_s: float
 
     @property
     def channel_prefix(self) -> str:
@@ -112,4 +116,19 @@ def load() -> Settings:
         max_message_bytes=int(_read("WSLOOP_MAX_MESSAGE_BYTES", 64 * 1024)),
         send_queue_bytes=int(_read("WSLOOP_SEND_QUEUE_BYTES", 1024 * 1024)),
         close_timeout_s=float(_read("WSLOOP_CLOSE_TIMEOUT_S", 5.0)),
+        history=_history_policies(_read("WSLOOP_HISTORY", {})),
+        recovery_timeout_s=float(_read("WSLOOP_RECOVERY_TIMEOUT_S", 5.0)),
     )
+
+
+def _history_policies(value: Mapping[str, Mapping[str, int]]) -> dict[str, HistoryPolicy]:
+    """``{"pattern": {"length": n, "age_s": s}}``, patterns in order, ``"*"`` the fallback."""
+    policies = {
+        pattern: HistoryPolicy(
+            length=int(spec.get("length", DEFAULT_POLICY.length)),
+            age_s=int(spec.get("age_s", DEFAULT_POLICY.age_s)),
+        )
+        for pattern, spec in value.items()
+    }
+    policies.setdefault("*", DEFAULT_POLICY)
+    return policies

@@ -12,12 +12,16 @@ import contextlib
 import logging
 import socket
 import time
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 import gevent
 
 from .broker import BrokerUnavailable
 from .channels import ChannelPlan
+from .envelope import audience_of, message_frame, recovered_frame, resync_frame
+from .history import Incoming, Position, Resync
+from .history_redis import Replay
 from .protocol import CloseCode, Message, ProtocolCore, State, encode_data, encode_message
 from .sendqueue import SendQueue
 
@@ -32,13 +36,17 @@ RECV_BYTES = 64 * 1024  # one read; wsproto keeps partial frames, so any size is
 class WebSocket:
     __slots__ = (
         "_core",
+        "_held",
+        "_held_bytes",
         "_holding",
         "_queue",
         "_runtime",
+        "_since",
         "_sock",
         "_writer",
         "last_seen",
         "plan",
+        "recovering",
     )
 
     def __init__(
@@ -46,6 +54,7 @@ class WebSocket:
         sock: socket.socket,
         runtime: Runtime,
         plan: ChannelPlan,
+        since: Position | None = None,
     ) -> None:
         settings = runtime.settings
         self._sock = sock
@@ -53,7 +62,11 @@ class WebSocket:
         self._core = ProtocolCore(settings.max_message_bytes)
         self._queue = SendQueue(settings.send_queue_bytes)
         self._writer: gevent.Greenlet | None = None
-        self._holding = True  # live frames wait in the queue until persisted ones are sent
+        self._holding = True  # frames wait in the queue until replayed/persisted ones are sent
+        self._since = since
+        self.recovering = since is not None  # live messages are held until the replay is done
+        self._held: list[tuple[str, Incoming]] = []
+        self._held_bytes = 0
         self.plan = plan
         self.last_seen = time.monotonic()
 
@@ -61,12 +74,21 @@ class WebSocket:
     def state(self) -> State:
         return self._core.state
 
+    @property
+    def envelope(self) -> bool:
+        return self.plan.envelope
+
     def run(self) -> None:
         """Serve the socket until it closes; runs in its own greenlet."""
         runtime = self._runtime
         runtime.attach(self)
         try:
-            self._send_persisted()
+            if self._since is not None:
+                self._recover(self._since)
+            elif self.plan.envelope:
+                self._release([])
+            else:
+                self._send_persisted()
             self._read_until_closed()
         except OSError as exc:
             logger.debug("socket error: %s", exc)
@@ -143,14 +165,59 @@ class WebSocket:
         with contextlib.suppress(OSError):
             self._sock.shutdown(socket.SHUT_RDWR)
 
+    def hold(self, channel: str, messages: Sequence[Incoming]) -> None:
+        """Keep live messages while the replay runs; bounded like the send queue."""
+        self._held.extend((channel, message) for message in messages)
+        self._held_bytes += sum(len(message.payload) for message in messages)
+        if self._held_bytes > self._queue.limit_bytes:
+            self._drop_slow_consumer()
+
     def _send_persisted(self) -> None:
+        """ws4redis' persisted message of each channel, before anything live."""
         try:
             persisted = self._runtime.broker.fetch_persisted(self.plan.subscribe)
         except BrokerUnavailable as exc:
             logger.warning("persisted messages not sent: %s", exc)
             persisted = []
-        for payload in reversed(persisted):
-            self._queue.push_front(encode_message(payload))
+        self._release([encode_message(payload) for payload in persisted])
+
+    def _recover(self, since: Position) -> None:
+        """Replay what the client missed, then the live messages held meanwhile, without a gap
+        or a duplicate at the seam: the subscription is confirmed before history is read, and
+        held messages already in the replay are dropped by position."""
+        runtime = self._runtime
+        channels = frozenset(self.plan.subscribe)
+        replay = Replay(Resync.UNAVAILABLE)
+        if runtime.broker.wait_subscribed(channels, runtime.settings.recovery_timeout_s):
+            try:
+                replay = runtime.broker.replay(self.plan.facility, since, channels)
+            except BrokerUnavailable as exc:
+                logger.warning("replay on %s failed: %s", self.plan.facility, exc)
+        runtime.metrics.recoveries += 1
+        frames = [self._envelope(channel, message) for channel, message in replay.messages]
+        if replay.resync is None:
+            frames.append(recovered_frame(len(replay.messages), replay.last))
+            seam = replay.last or since
+        else:
+            frames.append(resync_frame(replay.resync))
+            seam = None
+        frames += [
+            self._envelope(channel, message)
+            for channel, message in self._held
+            if not (seam and message.position and message.position.not_after(seam))
+        ]
+        self._held, self._held_bytes = [], 0
+        self.recovering = False
+        self._release(frames)
+
+    def _envelope(self, channel: str, message: Incoming) -> bytes:
+        audience = audience_of(channel, self._runtime.settings.channel_prefix)
+        return message_frame(message.payload, message.position, audience)
+
+    def _release(self, first: list[bytes]) -> None:
+        """Send ``first`` ahead of everything queued while holding, then go live."""
+        for frame in reversed(first):
+            self._queue.push_front(frame)
         self._holding = False
         if self._queue and self._writer is None:
             self._writer = gevent.spawn(self._flush)
@@ -188,16 +255,28 @@ class WebSocket:
         for channel in own:
             hub.expect_own_publish(self, channel, message.payload)
         try:
-            runtime.broker.publish(self.plan.publish, message.payload, runtime.settings.expire_s)
+            published = runtime.broker.publish(
+                self.plan.facility, self.plan.publish, message.payload, runtime.settings.expire_s
+            )
         except BrokerUnavailable as exc:
             for channel in own:
                 hub.cancel_own_publish(self, channel, message.payload)
             logger.warning("message from a socket on %s not published: %s", self.plan.facility, exc)
             return
         if self.plan.echo and own:
+            self._echo(
+                message, own, dict(zip(self.plan.publish, published.positions, strict=False))
+            )
+
+    def _echo(self, message: Message, own: list[str], positions: dict[str, Position]) -> None:
+        """The sender's own message, once per channel it is subscribed to, with its opcode."""
+        if not self.plan.envelope:
             frame = encode_data(message.payload, message.is_text)
             for _ in own:
                 self._send(frame)
+            return
+        for channel in own:
+            self._send(self._envelope(channel, Incoming(message.payload, positions.get(channel))))
 
     def _finish(self) -> None:
         """Flush what is queued (bounded by the close timeout), then close the socket."""

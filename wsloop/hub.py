@@ -19,6 +19,8 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Protocol
 
 from .broker import Broker
+from .envelope import audience_of, message_frame
+from .history import Incoming
 from .protocol import encode_message
 
 DISPATCH_BATCH = 256  # members served between two pauses: bounds how long a broadcast holds
@@ -28,13 +30,25 @@ DISPATCH_BATCH = 256  # members served between two pauses: bounds how long a bro
 class Member(Protocol):
     """A socket as the hub sees it."""
 
+    @property
+    def envelope(self) -> bool:
+        """Wants JSON envelopes (ids, audiences) rather than bare payloads."""
+
+    @property
+    def recovering(self) -> bool:
+        """Replaying history: live messages are held, not sent."""
+
     def deliver(self, frame: bytes) -> None:
         """Queue one encoded frame; must not block."""
 
+    def hold(self, channel: str, messages: Sequence[Incoming]) -> None:
+        """Keep live messages that arrive during recovery; must not block."""
+
 
 class Hub:
-    def __init__(self, broker: Broker) -> None:
+    def __init__(self, broker: Broker, prefix: str = "") -> None:
         self._broker = broker
+        self._prefix = prefix
         self._members: dict[str, set[Member]] = {}
         self._own_publishes: dict[str, deque[tuple[bytes, Member]]] = {}
 
@@ -72,33 +86,43 @@ class Hub:
             self._broker.unsubscribe(gone)
 
     def dispatch(
-        self, channel: str, payloads: Sequence[bytes], pause: Callable[[], None] | None = None
+        self,
+        channel: str,
+        messages: Sequence[Incoming],
+        pause: Callable[[], None] | None = None,
     ) -> int:
         """Deliver consecutive messages of one channel to its local members; returns deliveries.
 
         Each member gets one write: the frames of all the messages joined (the same bytes object
-        for every member, except a sender skipping its own message). ``pause`` is called every
-        ``DISPATCH_BATCH`` members, so a broadcast to thousands of sockets lets the rest of the
-        worker run in between.
+        for every member of the same kind, bare or envelope, except a sender skipping its own
+        message). Members replaying history get the messages to hold instead. ``pause`` is
+        called every ``DISPATCH_BATCH`` members, so a broadcast to thousands of sockets lets the
+        rest of the worker run in between.
         """
         members = self._members.get(channel)
-        if not members or not payloads:
+        if not members or not messages:
             return 0
-        frames = [encode_message(payload) for payload in payloads]
-        skips = [self._take_own_publish(channel, payload) for payload in payloads]
-        shared = frames[0] if len(frames) == 1 else b"".join(frames)
-        skipping = {member for member in skips if member is not None}
+        skips = [self._take_own_publish(channel, message.payload) for message in messages]
+        variants = _Variants(messages, audience_of(channel, self._prefix))
         recipients = tuple(members)
         for index, member in enumerate(recipients, 1):
-            if member in skipping:
+            if member.recovering:
+                member.hold(
+                    channel, [m for m, s in zip(messages, skips, strict=True) if s is not member]
+                )
+            elif any(skip is member for skip in skips):
+                frames = variants.frames(member.envelope)
                 own = b"".join(f for f, s in zip(frames, skips, strict=True) if s is not member)
                 if own:
                     member.deliver(own)
             else:
-                member.deliver(shared)
+                member.deliver(variants.joined(member.envelope))
             if pause is not None and index % DISPATCH_BATCH == 0:
                 pause()
-        return len(frames) * len(recipients) - sum(skip is not None for skip in skips)
+        return len(messages) * len(recipients) - sum(skip is not None for skip in skips)
+
+    def members_of(self, channel: str) -> tuple[Member, ...]:
+        return tuple(self._members.get(channel, ()))
 
     def expect_own_publish(self, member: Member, channel: str, payload: bytes) -> None:
         """Record that ``member`` is about to publish ``payload`` on ``channel``."""
@@ -129,3 +153,29 @@ class Hub:
         pending = self._own_publishes.get(channel)
         if pending:
             self._own_publishes[channel] = deque(e for e in pending if e[1] is not member)
+
+
+class _Variants:
+    """The frames of a run of messages, encoded once per kind (bare, envelope) on first use."""
+
+    def __init__(self, messages: Sequence[Incoming], audience: str) -> None:
+        self._messages = messages
+        self._audience = audience
+        self._frames: dict[bool, list[bytes]] = {}
+        self._joined: dict[bool, bytes] = {}
+
+    def frames(self, envelope: bool) -> list[bytes]:
+        if envelope not in self._frames:
+            self._frames[envelope] = [
+                message_frame(m.payload, m.position, self._audience)
+                if envelope
+                else encode_message(m.payload)
+                for m in self._messages
+            ]
+        return self._frames[envelope]
+
+    def joined(self, envelope: bool) -> bytes:
+        if envelope not in self._joined:
+            frames = self.frames(envelope)
+            self._joined[envelope] = frames[0] if len(frames) == 1 else b"".join(frames)
+        return self._joined[envelope]

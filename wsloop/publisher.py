@@ -7,14 +7,15 @@ under the channel's name for that many seconds so sockets that subscribe later r
 
 from __future__ import annotations
 
-from collections.abc import Iterable
-from typing import Any, Final
+from collections.abc import Iterable, Sequence
+from typing import Final
 
 import redis
 from django.http import HttpRequest
 
 from . import conf
 from .channels import Audience, Identity, audience_channels, channel_name, is_valid_facility
+from .history_redis import RedisHistory
 from .identity import GROUPS_KEY, WS4REDIS_GROUPS_KEY
 from .redis_pool import get_pool
 
@@ -95,26 +96,20 @@ def target_channels(
 
 
 def publish_to_channels(
-    channels: Iterable[str], message: str | bytes, expire: int | None = None
+    facility: str, channels: Sequence[str], message: str | bytes, expire: int | None = None
 ) -> int:
-    """PUBLISH (and persist) one message on channel names; returns the number of Redis
-    subscribers (worker processes, not sockets) that received it."""
+    """Append one message to the facility's history and publish it on channel names (keeping
+    it as each channel's persisted message for ``expire`` seconds); returns the number of
+    Redis subscribers (worker processes, not sockets) that received it."""
     settings = conf.load()
     payload = message.encode("utf-8") if isinstance(message, str) else bytes(message)
     expire_s = settings.expire_s if expire is None else int(expire)
     client = redis.Redis(connection_pool=get_pool(settings.redis_url, settings.redis_pool_size))
+    history = RedisHistory(client, settings.channel_prefix, settings.history)
     try:
-        with client.pipeline(transaction=False) as pipe:
-            names = list(channels)
-            for name in names:
-                pipe.publish(name, payload)
-                if expire_s > 0:
-                    pipe.set(name, payload, ex=expire_s)
-            replies: list[Any] = pipe.execute()
+        return history.publish(facility, list(channels), payload, expire_s).receivers
     except (redis.RedisError, OSError) as exc:
-        raise PublishError(f"Redis unavailable, message not published: {exc}") from exc
-    step = 2 if expire_s > 0 else 1
-    return sum(int(reply) for reply in replies[::step])
+        raise PublishError(f"message not published (Redis unavailable?): {exc}") from exc
 
 
 def publish(
@@ -145,4 +140,4 @@ def publish(
         sessions=sessions,
         identity=request_identity(request),
     )
-    return publish_to_channels(channels, message, expire)
+    return publish_to_channels(facility, channels, message, expire)

@@ -14,9 +14,12 @@ from dataclasses import dataclass
 import gevent
 
 from . import conf
-from .broker import Broker
+from .broker import Broker, BrokerUnavailable
 from .broker_redis import RedisBroker
 from .connection import WebSocket
+from .envelope import resync_frame
+from .history import Incoming, Position, Resync, untag
+from .history_redis import Replay
 from .hub import DISPATCH_BATCH, Hub
 from .protocol import CloseCode, encode_ping, encode_text
 from .redis_pool import get_pool
@@ -38,6 +41,7 @@ class Metrics:
     """Counters of one worker (exported by the health endpoint)."""
 
     sockets_opened: int = 0
+    recoveries: int = 0
     messages_in: int = 0
     messages_out: int = 0
     slow_consumers: int = 0
@@ -48,7 +52,10 @@ class Runtime:
     def __init__(self, settings: conf.Settings, broker: Broker) -> None:
         self.settings = settings
         self.broker = broker
-        self.hub = Hub(broker)
+        self.hub = Hub(broker, settings.channel_prefix)
+        # The last position seen per facility: live duplicates of a replay are dropped by it,
+        # and after a lost subscription the worker replays from it.
+        self._positions: dict[str, Position] = {}
         self.metrics = Metrics()
         self.sockets: set[WebSocket] = set()
         self.heartbeat_bytes = settings.heartbeat.encode() if settings.heartbeat else None
@@ -58,7 +65,7 @@ class Runtime:
         if self._started:
             return
         self._started = True
-        self.broker.start(self._dispatch, self.hub.forget_own_publishes)
+        self.broker.start(self._dispatch, self._recover_after_reconnect)
         gevent.spawn(self._ping_forever)
         if self.settings.heartbeat:
             gevent.spawn(self._heartbeat_forever, self.settings.heartbeat)
@@ -78,7 +85,59 @@ class Runtime:
             websocket.close(CloseCode.GOING_AWAY, "server restarting")
 
     def _dispatch(self, channel: str, payloads: list[bytes]) -> None:
-        self.metrics.messages_out += self.hub.dispatch(channel, payloads, pause=yield_to_others)
+        facility = facility_of(channel)
+        fresh = [m for m in map(untag, payloads) if self._is_new(facility, m)]
+        self.metrics.messages_out += self.hub.dispatch(channel, fresh, pause=yield_to_others)
+
+    def _is_new(self, facility: str, message: Incoming) -> bool:
+        """Record the message's position; False for one at or before the last seen (a message
+        both replayed after a reconnect and still buffered on the new subscription)."""
+        position = message.position
+        if position is None:
+            return True
+        last = self._positions.get(facility)
+        if last is not None and position.not_after(last):
+            return False
+        self._positions[facility] = position
+        return True
+
+    def _recover_after_reconnect(self) -> None:
+        """The subscription was lost: replay, per facility, what history kept since the last
+        message this worker saw; sockets that cannot be replayed to are told to resync."""
+        self.hub.forget_own_publishes()
+        by_facility: dict[str, set[str]] = {}
+        for channel in self.hub.channels:
+            by_facility.setdefault(facility_of(channel), set()).add(channel)
+        for facility, last in list(self._positions.items()):
+            channels = by_facility.get(facility)
+            if not channels:
+                del self._positions[facility]
+                continue
+            try:
+                replay = self.broker.replay(facility, last, frozenset(channels))
+            except BrokerUnavailable as exc:
+                logger.warning("no worker recovery on %s: %s", facility, exc)
+                replay = Replay(Resync.UNAVAILABLE)
+            if replay.resync is not None:
+                self._tell_resync(channels, replay.resync)
+                del self._positions[facility]
+                continue
+            logger.info("recovered %d messages on %s", len(replay.messages), facility)
+            for channel, message in replay.messages:
+                self._dispatch_incoming(facility, channel, message)
+
+    def _dispatch_incoming(self, facility: str, channel: str, message: Incoming) -> None:
+        if self._is_new(facility, message):
+            self.metrics.messages_out += self.hub.dispatch(channel, [message])
+
+    def _tell_resync(self, channels: set[str], reason: Resync) -> None:
+        frame = resync_frame(reason)
+        told: set[int] = set()
+        for channel in channels:
+            for member in self.hub.members_of(channel):
+                if member.envelope and id(member) not in told:
+                    told.add(id(member))
+                    member.deliver(frame)
 
     def _ping_forever(self) -> None:
         """RFC 6455 pings keep proxies from timing out idle sockets and find dead peers: a
@@ -115,9 +174,15 @@ def get_runtime() -> Runtime:
     if runtime is None:
         settings = conf.load()
         pool = get_pool(settings.redis_url, settings.redis_pool_size)
-        runtime = _runtimes[os.getpid()] = Runtime(settings, RedisBroker(settings.redis_url, pool))
+        broker = RedisBroker(settings.redis_url, pool, settings.channel_prefix, settings.history)
+        runtime = _runtimes[os.getpid()] = Runtime(settings, broker)
         runtime.start()
     return runtime
+
+
+def facility_of(channel: str) -> str:
+    """Facilities contain no colon: the last segment of a channel name."""
+    return channel.rpartition(":")[2]
 
 
 def shutdown() -> None:

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from http import HTTPStatus
 from typing import Any
+from urllib.parse import parse_qsl
 
 from django.core.exceptions import PermissionDenied
 from django.core.handlers.wsgi import WSGIRequest
@@ -21,6 +22,7 @@ from django.core.handlers.wsgi import WSGIRequest
 from .channels import ChannelPlan, is_valid_facility, parse_flag_names, parse_flags, plan_channels
 from .conf import Settings
 from .handshake import Accept, Reject, headers_from_environ, negotiate
+from .history import Position
 from .identity import identity_of, process_request
 from .permissions import Forbidden, check_flags
 
@@ -29,10 +31,23 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class Upgrade:
-    """Accept the websocket: send ``accept.headers`` with status 101, then serve ``plan``."""
+    """Accept the websocket: send ``accept.headers`` with status 101, then serve ``plan``,
+    replaying history after ``since`` first when it is set."""
 
     accept: Accept
     plan: ChannelPlan
+    since: Position | None = None
+
+
+def since_of(query_string: str) -> Position | Reject | None:
+    """The ``since=<position>`` parameter, if any; a Reject (400) when it is malformed."""
+    values = [v for k, v in parse_qsl(query_string, keep_blank_values=True) if k == "since"]
+    if not values:
+        return None
+    try:
+        return Position.parse(values[-1])
+    except ValueError:
+        return Reject(HTTPStatus.BAD_REQUEST, "malformed since: use the id of the last message")
 
 
 def facility_of(path: str, settings: Settings) -> str | None:
@@ -60,15 +75,24 @@ def decide(environ: Mapping[str, Any], settings: Settings) -> Upgrade | Reject:
     )
     if isinstance(handshake, Reject):
         return handshake
+    query_string = str(environ.get("QUERY_STRING", ""))
+    since = since_of(query_string)
+    if isinstance(since, Reject):
+        return since
     request = WSGIRequest(dict(environ))
     try:
         (settings.process_request or process_request)(request)
-        flags = parse_flags(str(environ.get("QUERY_STRING", "")))
+        flags = parse_flags(query_string)
         if settings.allowed_channels is not None:
-            allowed = settings.allowed_channels(request, sorted(f.value for f in flags))
-            flags = parse_flag_names(allowed) & flags
+            # Like ws4redis, the hook sees (and may narrow) the subscribe/publish flags only.
+            channel_flags = sorted(f.value for f in flags if f.audience is not None)
+            allowed = parse_flag_names(settings.allowed_channels(request, channel_flags))
+            flags = frozenset(f for f in flags if f.audience is None or f in allowed)
         identity = identity_of(request)
         check_flags(flags, identity)
     except (PermissionDenied, Forbidden) as exc:
         return Reject(HTTPStatus.FORBIDDEN, str(exc) or "permission denied")
-    return Upgrade(handshake, plan_channels(settings.channel_prefix, facility, flags, identity))
+    plan = plan_channels(settings.channel_prefix, facility, flags, identity)
+    if since is not None and not plan.envelope:
+        return Reject(HTTPStatus.BAD_REQUEST, "since needs the envelope flag (message ids)")
+    return Upgrade(handshake, plan, since)

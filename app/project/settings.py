@@ -104,6 +104,13 @@ WSLOOP_PING_INTERVAL_S = float(os.environ.get("WSLOOP_PING_INTERVAL_S", "20"))
 WSLOOP_MAX_MESSAGE_BYTES = int(os.environ.get("WSLOOP_MAX_MESSAGE_BYTES", str(64 * 1024)))
 WSLOOP_SEND_QUEUE_BYTES = int(os.environ.get("WSLOOP_SEND_QUEUE_BYTES", str(1024 * 1024)))
 WSLOOP_SUBPROTOCOLS = env_list("WSLOOP_SUBPROTOCOLS", "")
+# History for recovery after reconnect (one Redis stream per facility); length 0 disables it.
+WSLOOP_HISTORY = {
+    "*": {
+        "length": int(os.environ.get("WSLOOP_HISTORY_LENGTH", "1000")),
+        "age_s": int(os.environ.get("WSLOOP_HISTORY_AGE_S", "3600")),
+    }
+}
 if "WSLOOP_ALLOWED_ORIGINS" in os.environ:
     WSLOOP_ALLOWED_ORIGINS = env_list("WSLOOP_ALLOWED_ORIGINS", "")
 WSLOOP_ALLOWED_CHANNELS = "chat.permissions.allowed_channels"

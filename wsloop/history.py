@@ -1,0 +1,141 @@
+"""Message history and recovery positions, without I/O.
+
+Every message published through wsloop (``wsloop.publish``, a client's ``publish-*`` frame) is
+appended to its facility's history, a Redis stream, and gets that stream's entry id. One stream
+per facility gives every message of a facility one total order, so a socket (which lives on one
+facility, whatever audiences it subscribes to) has a single position: the id of the last message
+it received.
+
+A position is ``"<epoch>:<ms>-<seq>"``. The epoch is a random token created with the stream; when
+the stream is lost (expired, flushed, Redis restarted without persistence) a new stream gets a new
+epoch, so a client holding a position of the old one is told to resync instead of being handed a
+silent gap. Positions are opaque to clients: they store the last one and send it back.
+
+Recovery is exact or refused: a client is replayed everything after its position only while that
+position's own entry is still in the stream (trimming removes the oldest entries first, so nothing
+after it can be missing); otherwise it gets a resync.
+
+Messages PUBLISHed raw by other Redis clients bypass history: they are delivered live, without an
+id, and cannot be recovered.
+"""
+
+from __future__ import annotations
+
+import enum
+import fnmatch
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+# Marks a live message that went through history: TAG + epoch + b":" + id + b"\n" + payload.
+# The NUL bytes keep it apart from any text payload; a raw binary payload starting with exactly
+# these 7 bytes would be misread (documented).
+TAG = b"\x00wsl1\x00"
+
+_STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
+_EPOCH = re.compile(r"[0-9a-z]{1,32}")
+
+
+@dataclass(frozen=True, order=True)
+class StreamId:
+    """A Redis stream entry id, ordered as Redis orders them."""
+
+    ms: int
+    seq: int
+
+    @classmethod
+    def parse(cls, text: str) -> StreamId:
+        match = _STREAM_ID.fullmatch(text)
+        if match is None:
+            raise ValueError(f"not a stream id: {text!r}")
+        return cls(int(match.group(1)), int(match.group(2)))
+
+    def __str__(self) -> str:
+        return f"{self.ms}-{self.seq}"
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a client is in a facility's history."""
+
+    epoch: str
+    id: StreamId
+
+    def not_after(self, other: Position) -> bool:
+        """Same history, and not later than ``other``: already delivered if ``other`` was."""
+        return self.epoch == other.epoch and self.id <= other.id
+
+    @classmethod
+    def parse(cls, text: str) -> Position:
+        epoch, _, stream_id = text.partition(":")
+        if _EPOCH.fullmatch(epoch) is None:
+            raise ValueError(f"not a position: {text!r}")
+        return cls(epoch, StreamId.parse(stream_id))
+
+    def __str__(self) -> str:
+        return f"{self.epoch}:{self.id}"
+
+
+@dataclass(frozen=True)
+class Incoming:
+    """A message from the bus: the payload, and its position if it went through history."""
+
+    payload: bytes
+    position: Position | None = None
+
+
+def untag(data: bytes) -> Incoming:
+    """Split a bus message into payload and position; untagged (raw) messages have none."""
+    if not data.startswith(TAG):
+        return Incoming(data)
+    header, newline, payload = data[len(TAG) :].partition(b"\n")
+    if not newline:
+        return Incoming(data)
+    try:
+        return Incoming(payload, Position.parse(header.decode("ascii")))
+    except (ValueError, UnicodeDecodeError):
+        return Incoming(data)
+
+
+@dataclass(frozen=True)
+class HistoryPolicy:
+    """How much history a facility keeps: at most ``length`` entries (approximately: Redis trims
+    whole macro nodes) and none older than ``age_s``. ``length`` 0 disables history."""
+
+    length: int
+    age_s: int
+
+    @property
+    def enabled(self) -> bool:
+        return self.length > 0 and self.age_s > 0
+
+
+DEFAULT_POLICY = HistoryPolicy(length=1000, age_s=3600)
+
+
+def policy_for(facility: str, policies: Mapping[str, HistoryPolicy]) -> HistoryPolicy:
+    """The policy of the first pattern (``fnmatch``, in setting order) matching the facility;
+    ``"*"`` or the default otherwise."""
+    for pattern, policy in policies.items():
+        if pattern != "*" and fnmatch.fnmatchcase(facility, pattern):
+            return policy
+    return policies.get("*", DEFAULT_POLICY)
+
+
+class Resync(enum.Enum):
+    """Why a client cannot be replayed and must reload its state."""
+
+    RESET = "reset"  # the history the position belongs to is gone (new epoch)
+    EXPIRED = "expired"  # the position is older than what history still holds
+    UNAVAILABLE = "unavailable"  # history could not be read (Redis down, history disabled)
+
+
+def recovery_verdict(
+    since: Position, current_epoch: str | None, position_retained: bool
+) -> Resync | None:
+    """None if every message after ``since`` is still in history, else why not."""
+    if current_epoch is None or current_epoch != since.epoch:
+        return Resync.RESET
+    if not position_retained:
+        return Resync.EXPIRED
+    return None

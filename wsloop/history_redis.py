@@ -1,0 +1,174 @@
+"""History in Redis: one stream per facility, appended and published in one atomic script.
+
+Keys (``{p}`` is the channel prefix): ``{p}history:{facility}`` (the stream; fields ``c``, the
+channel, and ``d``, the payload) and ``{p}history:{facility}:epoch``. Both expire together
+``age_s`` after the last message, and the stream is trimmed to ``length`` entries (approximately)
+and ``age_s`` seconds on every append. Memory: about 100 bytes of overhead per entry plus the
+payload and channel name (see loadtest/README.md for the measured figure).
+
+Publishing through the script is what puts the position in the live message (see
+``history.TAG``), so that a socket knows the id of what it received and a replay can be joined to
+live delivery without a gap or a duplicate. It also keeps ws4redis' persisted last message per
+channel (``SET channel payload EX expire``) when ``expire_s`` > 0.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import redis
+
+from .history import (
+    TAG,
+    HistoryPolicy,
+    Incoming,
+    Position,
+    Resync,
+    StreamId,
+    policy_for,
+    recovery_verdict,
+)
+
+REPLAY_PAGE_ENTRIES = 1000  # entries read per XRANGE while replaying
+
+# KEYS: stream, epoch key. ARGV: length, age_ms, new epoch, expire_s, tag, payload, channels...
+# Returns {receivers, epoch, one stream id per channel}.
+PUBLISH_LUA = r"""
+local stream, epoch_key = KEYS[1], KEYS[2]
+local length, age_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
+local expire_s, tag, payload = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local epoch = redis.call('GET', epoch_key)
+if (not epoch) or redis.call('EXISTS', stream) == 0 then
+  epoch = ARGV[3]
+  redis.call('SET', epoch_key, epoch)
+end
+local result = {0, epoch}
+for i = 7, #ARGV do
+  local channel = ARGV[i]
+  local id = redis.call('XADD', stream, 'MAXLEN', '~', length, '*', 'c', channel, 'd', payload)
+  local live = tag .. epoch .. ':' .. id .. '\n' .. payload
+  result[1] = result[1] + redis.call('PUBLISH', channel, live)
+  if expire_s > 0 then
+    redis.call('SET', channel, payload, 'EX', expire_s)
+  end
+  table.insert(result, id)
+end
+local now = redis.call('TIME')
+local min_id = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000) - age_ms
+redis.call('XTRIM', stream, 'MINID', '~', tostring(min_id))
+redis.call('PEXPIRE', stream, age_ms)
+redis.call('PEXPIRE', epoch_key, age_ms)
+return result
+"""
+
+
+@dataclass(frozen=True)
+class Published:
+    receivers: int  # Redis subscribers reached (worker processes, not sockets)
+    positions: tuple[Position, ...]  # one per channel, in the order given; empty without history
+
+
+@dataclass
+class Replay:
+    """What a recovery produced: the messages after the position, or why there are none."""
+
+    resync: Resync | None
+    messages: list[tuple[str, Incoming]] = field(default_factory=list)
+
+    @property
+    def last(self) -> Position | None:
+        return self.messages[-1][1].position if self.messages else None
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class RedisHistory:
+    def __init__(
+        self, client: redis.Redis, prefix: str, policies: Mapping[str, HistoryPolicy]
+    ) -> None:
+        self._client = client
+        self._prefix = prefix
+        self._policies = policies
+        self._script = client.register_script(PUBLISH_LUA)
+
+    def stream_key(self, facility: str) -> str:
+        return f"{self._prefix}history:{facility}"
+
+    def policy(self, facility: str) -> HistoryPolicy:
+        return policy_for(facility, self._policies)
+
+    def publish(
+        self, facility: str, channels: Sequence[str], payload: bytes, expire_s: int
+    ) -> Published:
+        """Append to history and publish, atomically; raw publish when history is disabled.
+
+        Raises redis.RedisError or OSError when Redis cannot be reached.
+        """
+        policy = self.policy(facility)
+        if not policy.enabled:
+            return Published(self._publish_raw(channels, payload, expire_s), ())
+        stream = self.stream_key(facility)
+        result = self._script(
+            keys=[stream, f"{stream}:epoch"],
+            args=[
+                policy.length,
+                policy.age_s * 1000,
+                secrets.token_hex(5),
+                expire_s,
+                TAG,
+                payload,
+                *channels,
+            ],
+        )
+        epoch = _text(result[1])
+        positions = tuple(Position(epoch, StreamId.parse(_text(i))) for i in result[2:])
+        return Published(int(result[0]), positions)
+
+    def _publish_raw(self, channels: Sequence[str], payload: bytes, expire_s: int) -> int:
+        with self._client.pipeline(transaction=False) as pipe:
+            for channel in channels:
+                pipe.publish(channel, payload)
+                if expire_s > 0:
+                    pipe.set(channel, payload, ex=expire_s)
+            replies = pipe.execute()
+        return sum(int(reply) for reply in replies[:: 2 if expire_s > 0 else 1])
+
+    def current_epoch(self, facility: str) -> str | None:
+        value = self._client.get(f"{self.stream_key(facility)}:epoch")
+        return _text(value) if value is not None else None
+
+    def replay(self, facility: str, since: Position, channels: frozenset[str]) -> Replay:
+        """Every message of ``channels`` after ``since``, oldest first, or a resync verdict.
+
+        Raises redis.RedisError or OSError when Redis cannot be reached.
+        """
+        stream = self.stream_key(facility)
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.get(f"{stream}:epoch")
+            pipe.xrange(stream, min=str(since.id), max=str(since.id), count=1)
+            epoch, retained = pipe.execute()
+        verdict = recovery_verdict(since, _text(epoch) if epoch else None, bool(retained))
+        if verdict is not None:
+            return Replay(verdict)
+        return Replay(None, list(self._entries_after(stream, since, channels)))
+
+    def _entries_after(
+        self, stream: str, since: Position, channels: frozenset[str]
+    ) -> Iterator[tuple[str, Incoming]]:
+        cursor = str(since.id)
+        while True:
+            entries: list[tuple[bytes, dict[bytes, bytes]]] = self._client.xrange(  # type: ignore[assignment]
+                stream, min=f"({cursor}", count=REPLAY_PAGE_ENTRIES
+            )
+            for entry_id, fields in entries:
+                cursor = entry_id.decode()
+                channel = fields[b"c"].decode()
+                if channel in channels:
+                    position = Position(since.epoch, StreamId.parse(cursor))
+                    yield channel, Incoming(fields[b"d"], position)
+            if len(entries) < REPLAY_PAGE_ENTRIES:
+                return
