@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import base64
 import http.client
+import json
 import os
 import re
 import socket
 import struct
+import threading
 import time
 import urllib.parse
 import uuid
@@ -15,9 +17,10 @@ from collections.abc import Callable
 from typing import Any
 
 import redis
-from websockets.exceptions import ConnectionClosed
+from websockets.exceptions import ConnectionClosed, InvalidHandshake
 from websockets.sync.client import ClientConnection, connect
 
+import wsloop
 from conftest import HEARTBEAT, PREFIX
 from devstack.stack import Stack
 
@@ -231,3 +234,86 @@ class RawWebSocket:
 
     def close(self) -> None:
         self.sock.close()
+
+
+class RecoveringClient:
+    """A client as a browser library should be: envelope on, remembers the last id, reconnects
+    with ``since=`` and exponential backoff whenever the connection closes."""
+
+    def __init__(self, stack: Stack, facility: str, flags: str = "subscribe-broadcast") -> None:
+        self.stack = stack
+        self.path = f"{facility}?{flags}&envelope"
+        self.last_id: str | None = None
+        self.data: list[str] = []
+        self.controls: list[dict[str, Any]] = []
+        self.close_codes: list[int | None] = []
+        self.connects = 0
+        self.ws: ClientConnection | None = None
+
+    def connect(self, timeout: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout
+        delay = 0.05
+        while True:
+            since = f"&since={self.last_id}" if self.last_id else ""
+            try:
+                self.ws = connect(
+                    f"{self.stack.config.ws_url}{self.path}{since}",
+                    open_timeout=RECV_TIMEOUT_S,
+                    max_size=None,
+                    legacy=True,
+                )
+                self.connects += 1
+                return
+            except (OSError, InvalidHandshake, TimeoutError):
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(delay)
+                delay = min(delay * 2, 1.0)
+
+    def receive(self, count: int, timeout: float = 30.0) -> list[str]:
+        """Read until ``count`` data messages arrived in all, reconnecting as needed."""
+        deadline = time.monotonic() + timeout
+        while len(self.data) < count:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"{len(self.data)} of {count} messages")
+            assert self.ws is not None
+            try:
+                frame = self.ws.recv(timeout=remaining)
+            except ConnectionClosed as closed:
+                self.close_codes.append(closed.rcvd.code if closed.rcvd else None)
+                self.connect(timeout=remaining)
+                continue
+            if frame == HEARTBEAT:
+                continue
+            body = json.loads(frame)
+            if body["type"] == "message":
+                self.data.append(body["data"])
+            else:
+                self.controls.append(body)
+            self.last_id = body.get("id", self.last_id)
+        return self.data
+
+    def close(self) -> None:
+        if self.ws is not None:
+            self.ws.close()
+
+
+class Publisher(threading.Thread):
+    """Publishes "0", "1", ... through ``wsloop.publish`` at a steady pace, in the background."""
+
+    def __init__(self, facility: str, count: int, interval_s: float = 0.01) -> None:
+        super().__init__(daemon=True)
+        self.facility, self.count, self.interval_s = facility, count, interval_s
+        self.published = 0
+        self.errors: list[Exception] = []
+
+    def run(self) -> None:
+        for number in range(self.count):
+            try:
+                wsloop.publish(self.facility, str(number), broadcast=True, expire=0)
+            except wsloop.PublishError as exc:
+                self.errors.append(exc)
+                return
+            self.published += 1
+            time.sleep(self.interval_s)

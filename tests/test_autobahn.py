@@ -50,7 +50,7 @@ def conformance_stack() -> Iterator[Stack]:
             "WSLOOP_MAX_MESSAGE_BYTES": str(17 * MIB),
             "WSLOOP_SEND_QUEUE_BYTES": str(64 * MIB),
             "WSLOOP_EXPIRE": "0",
-        "WSLOOP_HISTORY_LENGTH": "0",
+            "WSLOOP_HISTORY_LENGTH": "0",
             "WSLOOP_HEARTBEAT": "",
             "WSLOOP_PREFIX": "autobahn",
         },

@@ -108,3 +108,28 @@ def test_process_request_hook_for_token_auth():
 def test_handshake_errors_come_before_authorization():
     result = decide({**environ("/ws/news", "subscribe-user"), "REQUEST_METHOD": "POST"}, settings())
     assert isinstance(result, Reject) and result.status == HTTPStatus.METHOD_NOT_ALLOWED
+
+
+def test_since_needs_the_envelope_and_a_well_formed_position():
+    plain = decide(environ("/ws/news", "subscribe-broadcast&since=e1:5-0"), settings())
+    assert isinstance(plain, Reject) and plain.status == HTTPStatus.BAD_REQUEST
+    assert "envelope" in plain.reason
+    bad = decide(environ("/ws/news", "subscribe-broadcast&envelope&since=yesterday"), settings())
+    assert isinstance(bad, Reject) and bad.status == HTTPStatus.BAD_REQUEST
+    good = decide(environ("/ws/news", "subscribe-broadcast&envelope&since=e1:5-0"), settings())
+    assert isinstance(good, Upgrade)
+    assert str(good.since) == "e1:5-0" and good.plan.envelope
+
+
+def test_hook_sees_only_channel_flags_and_keeps_echo_and_envelope():
+    seen = []
+
+    def hook(request, flags):
+        seen.extend(flags)
+        return flags
+
+    result = decide(
+        environ("/ws/news", "subscribe-broadcast&echo&envelope"), settings(allowed_channels=hook)
+    )
+    assert seen == ["subscribe-broadcast"]
+    assert isinstance(result, Upgrade) and result.plan.echo and result.plan.envelope

@@ -70,9 +70,12 @@ class Broker(Protocol):
         as the channel's persisted message for ``expire_s`` seconds (0: not kept). Raises
         BrokerUnavailable."""
 
-    def replay(self, facility: str, since: Position, channels: frozenset[str]) -> Replay:
-        """The channels' messages after ``since``, or why they cannot be had. Raises
-        BrokerUnavailable."""
+    def replay(self, facility: str, since: Position | None, channels: frozenset[str]) -> Replay:
+        """The channels' messages after ``since`` (None: all history holds), or why they cannot
+        be had. Raises BrokerUnavailable."""
+
+    def last_position(self, facility: str) -> Position | None:
+        """The facility's newest position, None without history. Raises BrokerUnavailable."""
 
     def wait_subscribed(self, channels: Collection[str], timeout_s: float) -> bool:
         """Wait until the bus confirmed the subscription of every channel (False on timeout):

@@ -86,9 +86,15 @@ class RedisBroker:
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"cannot publish: {exc}") from exc
 
-    def replay(self, facility: str, since: Position, channels: frozenset[str]) -> Replay:
+    def replay(self, facility: str, since: Position | None, channels: frozenset[str]) -> Replay:
         try:
             return self._history.replay(facility, since, channels)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot read history: {exc}") from exc
+
+    def last_position(self, facility: str) -> Position | None:
+        try:
+            return self._history.last_position(facility)
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"cannot read history: {exc}") from exc
 

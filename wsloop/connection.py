@@ -120,6 +120,11 @@ class WebSocket:
         """Start the closing handshake from the server side."""
         frame = self._core.close(code, reason)
         if frame:
+            if self._writer is None and self._holding:
+                # Still replaying or fetching: nothing is half-written, what waits is moot now,
+                # and the close frame must not wait for it (it may be sent from atexit).
+                self._queue.clear()
+                self._holding = False
             self._send(frame)
             gevent.spawn_later(self._runtime.settings.close_timeout_s, self._abort_if_open)
 
@@ -216,6 +221,8 @@ class WebSocket:
 
     def _release(self, first: list[bytes]) -> None:
         """Send ``first`` ahead of everything queued while holding, then go live."""
+        if not self._holding:
+            return  # closed meanwhile: nothing may follow the close frame
         for frame in reversed(first):
             self._queue.push_front(frame)
         self._holding = False

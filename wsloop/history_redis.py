@@ -141,12 +141,30 @@ class RedisHistory:
         value = self._client.get(f"{self.stream_key(facility)}:epoch")
         return _text(value) if value is not None else None
 
-    def replay(self, facility: str, since: Position, channels: frozenset[str]) -> Replay:
-        """Every message of ``channels`` after ``since``, oldest first, or a resync verdict.
+    def last_position(self, facility: str) -> Position | None:
+        """The position of the facility's newest message; None while it has no history."""
+        stream = self.stream_key(facility)
+        with self._client.pipeline(transaction=False) as pipe:
+            pipe.get(f"{stream}:epoch")
+            pipe.xrevrange(stream, count=1)
+            epoch, newest = pipe.execute()
+        if epoch is None or not newest:
+            return None
+        return Position(_text(epoch), StreamId.parse(_text(newest[0][0])))
+
+    def replay(self, facility: str, since: Position | None, channels: frozenset[str]) -> Replay:
+        """Every message of ``channels`` after ``since`` (``None``: all that history holds),
+        oldest first, or a resync verdict.
 
         Raises redis.RedisError or OSError when Redis cannot be reached.
         """
         stream = self.stream_key(facility)
+        if since is None:
+            epoch = self._client.get(f"{stream}:epoch")
+            if epoch is None:
+                return Replay(None)
+            since = Position(_text(epoch), StreamId(0, 0))
+            return Replay(None, list(self._entries_after(stream, since, channels)))
         with self._client.pipeline(transaction=False) as pipe:
             pipe.get(f"{stream}:epoch")
             pipe.xrange(stream, min=str(since.id), max=str(since.id), count=1)

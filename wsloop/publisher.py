@@ -21,7 +21,9 @@ from .redis_pool import get_pool
 
 
 class PublishError(Exception):
-    """Redis could not take the message: nothing was published (never a silent drop)."""
+    """Redis did not confirm the message (never a silent drop). After a refused connection
+    nothing was published; after a timeout the message may still be applied by a Redis that
+    was only slow, so a retry can duplicate it."""
 
 
 class _SelfMarker:
@@ -108,8 +110,12 @@ def publish_to_channels(
     history = RedisHistory(client, settings.channel_prefix, settings.history)
     try:
         return history.publish(facility, list(channels), payload, expire_s).receivers
+    except redis.TimeoutError as exc:
+        raise PublishError(
+            f"Redis did not answer in time, the message may or may not have been published: {exc}"
+        ) from exc
     except (redis.RedisError, OSError) as exc:
-        raise PublishError(f"message not published (Redis unavailable?): {exc}") from exc
+        raise PublishError(f"message not published, Redis unavailable: {exc}") from exc
 
 
 def publish(

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import dataclass
 
 import gevent
@@ -53,9 +54,13 @@ class Runtime:
         self.settings = settings
         self.broker = broker
         self.hub = Hub(broker, settings.channel_prefix)
-        # The last position seen per facility: live duplicates of a replay are dropped by it,
-        # and after a lost subscription the worker replays from it.
-        self._positions: dict[str, Position] = {}
+        # The last position seen per facility with local sockets (None: anything in history is
+        # newer): live duplicates of a replay are dropped by it, and after a lost subscription
+        # the worker replays from it.
+        self._positions: dict[str, Position | None] = {}
+        self._facility_sockets: Counter[str] = Counter()
+        # While the worker replays after a lost subscription, live messages wait here.
+        self._buffered: list[tuple[str, list[bytes]]] | None = None
         self.metrics = Metrics()
         self.sockets: set[WebSocket] = set()
         self.heartbeat_bytes = settings.heartbeat.encode() if settings.heartbeat else None
@@ -73,11 +78,28 @@ class Runtime:
     def attach(self, websocket: WebSocket) -> None:
         self.sockets.add(websocket)
         self.metrics.sockets_opened += 1
+        facility = websocket.plan.facility
+        if self._facility_sockets[facility] == 0 and facility not in self._positions:
+            self._positions[facility] = self._newest_position(facility)
+        self._facility_sockets[facility] += 1
         self.hub.join(websocket, websocket.plan.subscribe)
 
     def detach(self, websocket: WebSocket) -> None:
         self.hub.leave(websocket, websocket.plan.subscribe)
         self.sockets.discard(websocket)
+        facility = websocket.plan.facility
+        self._facility_sockets[facility] -= 1
+        if self._facility_sockets[facility] <= 0:
+            del self._facility_sockets[facility]
+            self._positions.pop(facility, None)
+
+    def _newest_position(self, facility: str) -> Position | None:
+        """Where this worker starts following a facility (one read per facility and worker)."""
+        try:
+            return self.broker.last_position(facility)
+        except BrokerUnavailable as exc:
+            logger.warning("no history position for %s: %s", facility, exc)
+            return None
 
     def shutdown(self) -> None:
         """Close every socket with GOING_AWAY (worker reload or stop)."""
@@ -85,6 +107,9 @@ class Runtime:
             websocket.close(CloseCode.GOING_AWAY, "server restarting")
 
     def _dispatch(self, channel: str, payloads: list[bytes]) -> None:
+        if self._buffered is not None:
+            self._buffered.append((channel, payloads))
+            return
         facility = facility_of(channel)
         fresh = [m for m in map(untag, payloads) if self._is_new(facility, m)]
         self.metrics.messages_out += self.hub.dispatch(channel, fresh, pause=yield_to_others)
@@ -98,20 +123,38 @@ class Runtime:
         last = self._positions.get(facility)
         if last is not None and position.not_after(last):
             return False
-        self._positions[facility] = position
+        if facility in self._positions:
+            self._positions[facility] = position
         return True
 
     def _recover_after_reconnect(self) -> None:
-        """The subscription was lost: replay, per facility, what history kept since the last
-        message this worker saw; sockets that cannot be replayed to are told to resync."""
+        """The subscription was lost and is back: hold live messages, replay what history kept
+        since the last message this worker saw (once the bus confirmed every subscription, so
+        nothing falls between replay and live), then release the held ones."""
         self.hub.forget_own_publishes()
+        self._buffered = []
+        gevent.spawn(self._replay_then_release)
+
+    def _replay_then_release(self) -> None:
+        try:
+            channels = self.hub.channels
+            if not self.broker.wait_subscribed(channels, self.settings.recovery_timeout_s):
+                logger.warning("subscriptions not confirmed in time, replaying anyway")
+            self._replay_missed()
+        finally:
+            buffered, self._buffered = self._buffered or [], None
+            for channel, payloads in buffered:
+                self._dispatch(channel, payloads)
+
+    def _replay_missed(self) -> None:
+        """Per facility, what history kept since the last message this worker saw; sockets
+        that cannot be replayed to are told to resync."""
         by_facility: dict[str, set[str]] = {}
         for channel in self.hub.channels:
             by_facility.setdefault(facility_of(channel), set()).add(channel)
         for facility, last in list(self._positions.items()):
             channels = by_facility.get(facility)
             if not channels:
-                del self._positions[facility]
                 continue
             try:
                 replay = self.broker.replay(facility, last, frozenset(channels))
@@ -120,7 +163,7 @@ class Runtime:
                 replay = Replay(Resync.UNAVAILABLE)
             if replay.resync is not None:
                 self._tell_resync(channels, replay.resync)
-                del self._positions[facility]
+                self._positions[facility] = self._newest_position(facility)
                 continue
             logger.info("recovered %d messages on %s", len(replay.messages), facility)
             for channel, message in replay.messages:

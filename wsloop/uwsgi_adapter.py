@@ -88,7 +88,7 @@ def application(environ: dict[str, Any], start_response: StartResponse) -> list[
             start_response, decision.status, decision.reason + "\n", headers=decision.headers
         )
     sock = gsocket.socket(fileno=os.dup(uwsgi.connection_fd()))  # type: ignore[attr-defined]
-    websocket = WebSocket(sock, runtime, decision.plan)
+    websocket = WebSocket(sock, runtime, decision.plan, decision.since)
     start_response("101 Switching Protocols", decision.accept.headers)
     # Starts after this request returns and uWSGI has written the 101 headers.
     gevent.spawn(websocket.run)

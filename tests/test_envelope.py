@@ -1,0 +1,47 @@
+import json
+
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import TextMessage
+
+from wsloop.envelope import audience_of, message_frame, recovered_frame, resync_frame
+from wsloop.history import Position, Resync
+
+
+def decode(frame: bytes) -> dict:
+    peer = Connection(ConnectionType.CLIENT)
+    peer.receive_data(frame)
+    (event,) = peer.events()
+    assert isinstance(event, TextMessage)
+    return json.loads(event.data)
+
+
+def test_audiences():
+    assert audience_of("p:broadcast:room", "p:") == "broadcast"
+    assert audience_of("user:alice:room", "") == "user"
+    assert audience_of("session:k:room", "") == "session"
+    assert audience_of("p:group:ops:eu:room", "p:") == "group:ops:eu"
+
+
+def test_message_envelopes():
+    position = Position.parse("e:1-0")
+    assert decode(message_frame("é".encode(), position, "user")) == {
+        "type": "message",
+        "id": "e:1-0",
+        "audience": "user",
+        "data": "é",
+    }
+    assert decode(message_frame(b"\xff\x00", None, "broadcast")) == {
+        "type": "message",
+        "audience": "broadcast",
+        "data_base64": "/wA=",
+    }
+
+
+def test_control_messages():
+    assert decode(recovered_frame(3, Position.parse("e:9-0"))) == {
+        "type": "recovered",
+        "count": 3,
+        "id": "e:9-0",
+    }
+    assert decode(recovered_frame(0, None)) == {"type": "recovered", "count": 0}
+    assert decode(resync_frame(Resync.EXPIRED)) == {"type": "resync", "reason": "expired"}

@@ -1,0 +1,242 @@
+"""History and recovery on the real stack: nothing history holds is lost across reconnects,
+Redis restarts and outages, or websocket workers reloaded or killed."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import time
+
+import pytest
+from websockets.asyncio.client import connect
+
+import wsloop
+from conftest import HEARTBEAT
+from helpers import (
+    Publisher,
+    RawWebSocket,
+    RecoveringClient,
+    channel,
+    http_request,
+    recv,
+    redis_client,
+    unique_facility,
+    wait_subscribed,
+    wait_until,
+    ws_connect,
+)
+
+pytestmark = pytest.mark.stack
+
+NUMBERS = [str(n) for n in range(10_000)]
+
+
+def health(stack) -> dict:
+    _, _, body = http_request(stack, "GET", "/healthz/wsloop")
+    return json.loads(body)
+
+
+def test_reconnect_with_last_id_gets_exactly_the_missed_messages(stack):
+    facility = unique_facility()
+    client = RecoveringClient(stack, facility)
+    client.connect()
+    wait_subscribed(stack, channel("broadcast", facility))
+    wsloop.publish(facility, "before", broadcast=True, expire=0)
+    client.receive(1)
+    client.close()  # away for 5 s while 100 messages are published
+    for number in range(100):
+        wsloop.publish(facility, str(number), broadcast=True, expire=0)
+    time.sleep(5)
+    client.connect()
+    assert client.receive(101) == ["before", *NUMBERS[:100]]
+    assert json.loads(recv(client.ws)) == {"type": "recovered", "count": 100, "id": client.last_id}
+    client.close()
+
+
+def test_no_gap_and_no_duplicate_at_the_seam_between_replay_and_live(stack):
+    facility = unique_facility()
+    client = RecoveringClient(stack, facility)
+    client.connect()
+    wait_subscribed(stack, channel("broadcast", facility))
+    publisher = Publisher(facility, 400, interval_s=0.002)
+    publisher.start()
+    client.receive(50)
+    for _ in range(3):  # drop and come back while messages keep coming
+        client.close()
+        time.sleep(0.05)
+        client.connect()
+        client.receive(len(client.data) + 20)
+    publisher.join()
+    assert client.receive(400) == NUMBERS[:400]
+    assert not publisher.errors
+
+
+def test_unknown_epoch_and_expired_position_ask_for_a_resync(stack):
+    facility = unique_facility()
+    wsloop.publish(facility, "a", broadcast=True, expire=0)
+    wsloop.publish(facility, "b", broadcast=True, expire=0)
+    history = f"wsl:history:{facility}"
+    client = redis_client(stack)
+    (first_id, _), _ = client.xrange(history)
+    epoch = client.get(f"{history}:epoch").decode()
+    for since, reason in ((f"zzzz:{first_id.decode()}", "reset"), (f"{epoch}:1-0", "expired")):
+        with ws_connect(stack, f"{facility}?subscribe-broadcast&envelope&since={since}") as ws:
+            assert json.loads(recv(ws)) == {"type": "resync", "reason": reason}
+            wsloop.publish(facility, "live", broadcast=True, expire=0)
+            assert json.loads(recv(ws))["data"] == "live"
+
+
+def test_raw_publish_reaches_envelope_clients_without_an_id(stack):
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast&envelope") as ws:
+        wait_subscribed(stack, channel("broadcast", facility))
+        redis_client(stack).publish(channel("broadcast", facility), b"raw")
+        assert json.loads(recv(ws)) == {"type": "message", "audience": "broadcast", "data": "raw"}
+
+
+def test_private_history_is_replayed_only_to_its_audience(stack):
+    facility = unique_facility()
+    alice = RecoveringClient(stack, facility, "subscribe-broadcast")
+    alice.connect()
+    wait_subscribed(stack, channel("broadcast", facility))
+    wsloop.publish(facility, "0", broadcast=True, expire=0)
+    alice.receive(1)
+    alice.close()
+    wsloop.publish(facility, "for bob", users=["bob"], expire=0)
+    wsloop.publish(facility, "1", broadcast=True, expire=0)
+    alice.connect()
+    assert alice.receive(2) == ["0", "1"]
+    alice.close()
+
+
+def test_redis_restart_loses_nothing_history_holds(stack):
+    facility = unique_facility()
+    client = RecoveringClient(stack, facility)
+    client.connect()
+    wait_subscribed(stack, channel("broadcast", facility))
+    wsloop.publish(facility, "0", broadcast=True, expire=0)
+    client.receive(1)
+    stack.stop_service("redis")
+    with pytest.raises(wsloop.PublishError):
+        wsloop.publish(facility, "lost", broadcast=True)
+    stack.start_service("redis")
+    stack.wait_for("redis", stack.redis_ready)
+    for number in range(1, 21):  # published while the worker may still be resubscribing
+        wsloop.publish(facility, str(number), broadcast=True, expire=0)
+    assert client.receive(21) == NUMBERS[:21]
+    assert client.close_codes == [], "no socket is closed by a Redis restart"
+    client.close()
+
+
+def test_redis_unreachable_for_10_s_closes_no_socket(stack):
+    facility = unique_facility()
+    client = RecoveringClient(stack, facility)
+    client.connect()
+    wait_subscribed(stack, channel("broadcast", facility))
+    redis_pid = int(redis_client(stack).info("server")["process_id"])
+    os.kill(redis_pid, signal.SIGSTOP)
+    try:
+        started = time.monotonic()
+        with pytest.raises(wsloop.PublishError):
+            wsloop.publish(facility, "nowhere", broadcast=True)
+        time.sleep(max(0.0, 10 - (time.monotonic() - started)))
+        assert client.ws.ping().wait(timeout=5), "sockets stay open while Redis hangs"
+    finally:
+        os.kill(redis_pid, signal.SIGCONT)
+    wait_until(lambda: health(stack)["status"] == "ok", timeout=30, what="redis healthy again")
+    for number in range(10):
+        wsloop.publish(facility, str(number), broadcast=True, expire=0)
+    # The timed-out publish reached Redis before it froze: it is applied when Redis resumes.
+    # PublishError says so ("may or may not have been published").
+    received = client.receive(10)
+    if received[0] == "nowhere":
+        received = client.receive(11)[1:]
+    assert received == NUMBERS[:10]
+    assert client.close_codes == []
+    client.close()
+
+
+@pytest.mark.parametrize("how", ["graceful-reload", "sigkill"])
+def test_worker_restart_loses_nothing_history_holds(stack, how):
+    facility = unique_facility()
+    client = RecoveringClient(stack, facility)
+    client.connect()
+    wait_subscribed(stack, channel("broadcast", facility))
+    publisher = Publisher(facility, 300, interval_s=0.01)
+    publisher.start()
+    client.receive(30)
+    worker = health(stack)["pid"]
+    if how == "graceful-reload":
+        stack.services["wsloop"].signal(signal.SIGHUP)  # uWSGI master: reload workers
+    else:
+        os.kill(worker, signal.SIGKILL)
+    wait_until(
+        lambda: stack.healthy("/healthz/wsloop") and health(stack)["pid"] != worker,
+        timeout=30,
+        what="a new websocket worker",
+    )
+    publisher.join()
+    assert client.receive(300) == NUMBERS[:300]
+    assert client.connects >= 2
+    expected = 1001 if how == "graceful-reload" else None
+    assert client.close_codes[0] == expected
+    assert not publisher.errors
+    client.close()
+
+
+def test_a_slow_consumer_is_cut_while_1000_sockets_on_its_worker_get_everything(stack):
+    """A client that stops reading on one facility is closed (4008) when its queue passes the
+    limit; 1,000 sockets on the same worker receive every message meanwhile (their latency is
+    measured by the load test, not asserted here)."""
+    flood, steady = unique_facility("flood"), unique_facility("steady")
+    before = health(stack)["slow_consumers"]
+    slow = RawWebSocket(stack, f"{flood}?subscribe-broadcast", receive_buffer=4096)
+    url = f"{stack.config.ws_url}{steady}?subscribe-broadcast"
+
+    async def receive_all(ws, count: int) -> list[str]:
+        got: list[str] = []
+        while len(got) < count:
+            message = await asyncio.wait_for(ws.recv(), timeout=30)
+            if message != HEARTBEAT:
+                got.append(message)
+        return got
+
+    async def scenario() -> list[list[str]]:
+        limit = asyncio.Semaphore(50)
+
+        async def open_one():
+            async with limit:
+                return await connect(
+                    url, max_size=None, ping_interval=None, compression=None, open_timeout=30
+                )
+
+        sockets = await asyncio.gather(*(open_one() for _ in range(1000)))
+        try:
+            await asyncio.to_thread(wait_subscribed, stack, channel("broadcast", steady))
+            await asyncio.to_thread(flood_and_publish)
+            return await asyncio.gather(*(receive_all(ws, 50) for ws in sockets))
+        finally:
+            await asyncio.gather(*(ws.close() for ws in sockets))
+
+    def flood_and_publish() -> None:
+        client = redis_client(stack)
+        name = channel("broadcast", flood)
+        with client.pipeline(transaction=False) as pipe:
+            for _ in range(400):
+                pipe.publish(name, b"\xff" * 64 * 1024)
+            pipe.execute()
+        for number in range(50):
+            wsloop.publish(steady, str(number), broadcast=True, expire=0)
+
+    try:
+        received = asyncio.run(scenario())
+        assert all(messages == NUMBERS[:50] for messages in received)
+        wait_until(
+            lambda: health(stack)["slow_consumers"] == before + 1,
+            what="the slow consumer closed, and only it",
+        )
+        assert slow.read_close_code() in (4008, None)
+    finally:
+        slow.close()
