@@ -27,6 +27,7 @@ STACK_ENV = {
     "WSLOOP_HEARTBEAT": HEARTBEAT,
     "WSLOOP_HEARTBEAT_INTERVAL_S": "1",
     "WSLOOP_SUBPROTOCOLS": "chat.v2,chat.v1",
+    "WSLOOP_PRESENCE_TTL_S": "3",  # a killed worker's presence entries expire within seconds
 }
 STACK_CONFIG = StackConfig.ephemeral(Path(tempfile.mkdtemp(prefix="wsloop-test-")), env=STACK_ENV)
 

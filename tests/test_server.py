@@ -133,3 +133,9 @@ def test_hook_sees_only_channel_flags_and_keeps_echo_and_envelope():
     )
     assert seen == ["subscribe-broadcast"]
     assert isinstance(result, Upgrade) and result.plan.echo and result.plan.envelope
+
+
+def test_presence_needs_the_envelope():
+    result = decide(environ("/ws/news", "presence"), settings())
+    assert isinstance(result, Reject) and result.status == HTTPStatus.BAD_REQUEST
+    assert isinstance(decide(environ("/ws/news", "presence&envelope"), settings()), Upgrade)

@@ -13,6 +13,7 @@ from typing import Protocol
 
 from .history import Position
 from .history_redis import Published, Replay
+from .presence_store import Entry
 
 MessageHandler = Callable[[str, list[bytes]], None]
 """Called with (channel, payloads): consecutive messages of one channel, in bus order."""
@@ -87,3 +88,17 @@ class Broker(Protocol):
 
     def ping(self) -> bool:
         """Whether the bus answers now."""
+
+    @property
+    def presence(self) -> PresenceStore:
+        """Where the worker records which users have sockets open."""
+
+
+class PresenceStore(Protocol):
+    ttl_s: float
+
+    def join(self, entry: Entry) -> None: ...
+
+    def leave(self, entry: Entry) -> None: ...
+
+    def refresh(self, entries: Sequence[Entry]) -> None: ...

@@ -30,6 +30,7 @@ from redis.retry import Retry
 from .broker import BrokerUnavailable, MessageHandler, ReconnectHandler, consecutive_runs
 from .history import HistoryPolicy, Position
 from .history_redis import Published, RedisHistory, Replay
+from .presence_store import DEFAULT_TTL_S, RedisPresence
 
 logger = logging.getLogger(__name__)
 
@@ -50,10 +51,12 @@ class RedisBroker:
         command_pool: redis.ConnectionPool,
         prefix: str,
         history_policies: Mapping[str, HistoryPolicy],
+        presence_ttl_s: float = DEFAULT_TTL_S,
     ) -> None:
         self._url = url
         self._commands = redis.Redis(connection_pool=command_pool)
         self._history = RedisHistory(self._commands, prefix, history_policies)
+        self._presence = RedisPresence(self._commands, prefix, presence_ttl_s)
         self._channels: set[str] = set()
         self._confirmed: set[str] = set()
         self._pubsub: PubSub | None = None
@@ -114,6 +117,10 @@ class RedisBroker:
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"cannot fetch persisted messages: {exc}") from exc
         return [value for value in values if isinstance(value, bytes)]
+
+    @property
+    def presence(self) -> RedisPresence:
+        return self._presence
 
     def ping(self) -> bool:
         try:

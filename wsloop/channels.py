@@ -48,6 +48,7 @@ class Flag(enum.Enum):
     PUBLISH_SESSION = "publish-session"
     ECHO = "echo"
     ENVELOPE = "envelope"  # JSON envelopes with message ids; needed for ``since=``
+    PRESENCE = "presence"  # join and leave events of the facility (needs ``envelope``)
 
     @property
     def audience(self) -> Audience | None:
@@ -106,6 +107,11 @@ class Identity:
 ANONYMOUS = Identity()
 
 
+def presence_channel(prefix: str, facility: str) -> str:
+    """The key of a facility's presence set, and the channel of its join/leave events."""
+    return f"{prefix}presence:{facility}"
+
+
 def channel_name(prefix: str, audience: Audience, facility: str, member: str = "") -> str:
     """The Redis channel of one audience member (``member`` unused for broadcast)."""
     if audience is Audience.BROADCAST:
@@ -137,6 +143,8 @@ class ChannelPlan:
     publish: tuple[str, ...]
     echo: bool
     envelope: bool = False
+    user: str | None = None  # counted in the facility's presence when set
+    presence: bool = False  # receives join/leave events
 
 
 def plan_channels(
@@ -155,10 +163,14 @@ def plan_channels(
             continue
         target = subscribe if flag.is_subscribe else publish
         target.extend(audience_channels(prefix, audience, facility, identity))
+    if Flag.PRESENCE in flags:
+        subscribe.append(presence_channel(prefix, facility))
     return ChannelPlan(
         facility=facility,
         subscribe=tuple(dict.fromkeys(subscribe)),
         publish=tuple(dict.fromkeys(publish)),
         echo=Flag.ECHO in flags,
         envelope=Flag.ENVELOPE in flags,
+        user=identity.username,
+        presence=Flag.PRESENCE in flags,
     )

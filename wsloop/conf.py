@@ -82,6 +82,7 @@ class Settings:
     close_timeout_s: float
     history: Mapping[str, HistoryPolicy]
     recovery_timeout_s: float
+    presence_ttl_s: float
 
     @property
     def channel_prefix(self) -> str:
@@ -118,6 +119,7 @@ def load() -> Settings:
         close_timeout_s=float(_read("WSLOOP_CLOSE_TIMEOUT_S", 5.0)),
         history=_history_policies(_read("WSLOOP_HISTORY", {})),
         recovery_timeout_s=float(_read("WSLOOP_RECOVERY_TIMEOUT_S", 5.0)),
+        presence_ttl_s=float(_read("WSLOOP_PRESENCE_TTL_S", 60.0)),
     )
 
 

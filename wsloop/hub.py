@@ -165,6 +165,7 @@ class _Variants:
         self._joined: dict[bool, bytes] = {}
 
     def frames(self, envelope: bool) -> list[bytes]:
+        envelope = envelope and self._audience != "presence"  # events are JSON already
         if envelope not in self._frames:
             self._frames[envelope] = [
                 message_frame(m.payload, m.position, self._audience)
@@ -175,6 +176,7 @@ class _Variants:
         return self._frames[envelope]
 
     def joined(self, envelope: bool) -> bytes:
+        envelope = envelope and self._audience != "presence"
         if envelope not in self._joined:
             frames = self.frames(envelope)
             self._joined[envelope] = frames[0] if len(frames) == 1 else b"".join(frames)

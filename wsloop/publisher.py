@@ -17,6 +17,7 @@ from . import conf
 from .channels import Audience, Identity, audience_channels, channel_name, is_valid_facility
 from .history_redis import RedisHistory
 from .identity import GROUPS_KEY, WS4REDIS_GROUPS_KEY
+from .presence_store import RedisPresence
 from .redis_pool import get_pool
 
 
@@ -147,3 +148,16 @@ def publish(
         identity=request_identity(request),
     )
     return publish_to_channels(facility, channels, message, expire)
+
+
+def presence(facility: str) -> dict[str, int]:
+    """Users with sockets open on ``facility`` right now, with their socket counts (anonymous
+    sockets are not counted). Raises PublishError when Redis is unreachable."""
+    settings = conf.load()
+    client = redis.Redis(connection_pool=get_pool(settings.redis_url, settings.redis_pool_size))
+    try:
+        return RedisPresence(client, settings.channel_prefix, settings.presence_ttl_s).users(
+            facility
+        )
+    except (redis.RedisError, OSError) as exc:
+        raise PublishError(f"presence unavailable, Redis unreachable: {exc}") from exc

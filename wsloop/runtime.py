@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import gevent
+import redis
 
 from . import conf
 from .broker import Broker, BrokerUnavailable
@@ -22,6 +25,7 @@ from .envelope import resync_frame
 from .history import Incoming, Position, Resync, untag
 from .history_redis import Replay
 from .hub import DISPATCH_BATCH, Hub
+from .presence_store import REFRESHES_PER_TTL, Entry
 from .protocol import CloseCode, encode_ping, encode_text
 from .redis_pool import get_pool
 
@@ -65,6 +69,8 @@ class Runtime:
         self.sockets: set[WebSocket] = set()
         self.heartbeat_bytes = settings.heartbeat.encode() if settings.heartbeat else None
         self._started = False
+        # Socket ids in presence: unique across workers and restarts of this one.
+        self._client_prefix = f"{os.getpid():x}{secrets.token_hex(3)}"
 
     def start(self) -> None:
         if self._started:
@@ -72,6 +78,7 @@ class Runtime:
         self._started = True
         self.broker.start(self._dispatch, self._recover_after_reconnect)
         gevent.spawn(self._ping_forever)
+        gevent.spawn(self._refresh_presence_forever)
         if self.settings.heartbeat:
             gevent.spawn(self._heartbeat_forever, self.settings.heartbeat)
 
@@ -83,15 +90,45 @@ class Runtime:
             self._positions[facility] = self._newest_position(facility)
         self._facility_sockets[facility] += 1
         self.hub.join(websocket, websocket.plan.subscribe)
+        entry = self._presence_entry(websocket)
+        if entry is not None:
+            self._presence_call(self.broker.presence.join, entry)
 
     def detach(self, websocket: WebSocket) -> None:
         self.hub.leave(websocket, websocket.plan.subscribe)
         self.sockets.discard(websocket)
+        entry = self._presence_entry(websocket)
+        if entry is not None:
+            self._presence_call(self.broker.presence.leave, entry)
         facility = websocket.plan.facility
         self._facility_sockets[facility] -= 1
         if self._facility_sockets[facility] <= 0:
             del self._facility_sockets[facility]
             self._positions.pop(facility, None)
+
+    def _presence_entry(self, websocket: WebSocket) -> Entry | None:
+        plan = websocket.plan
+        if plan.user is None:
+            return None
+        return Entry(plan.facility, plan.user, f"{self._client_prefix}-{id(websocket):x}")
+
+    @staticmethod
+    def _presence_call(call: Callable[[Entry], None], entry: Entry) -> None:
+        try:
+            call(entry)
+        except (BrokerUnavailable, redis.RedisError, OSError) as exc:
+            logger.warning("presence of %s on %s not recorded: %s", entry.user, entry.facility, exc)
+
+    def _refresh_presence_forever(self) -> None:
+        """Keep this worker's presence entries alive; a dead worker's expire on their own."""
+        while True:
+            gevent.sleep(self.broker.presence.ttl_s / REFRESHES_PER_TTL)
+            entries = [e for e in map(self._presence_entry, tuple(self.sockets)) if e]
+            if entries:
+                try:
+                    self.broker.presence.refresh(entries)
+                except (redis.RedisError, OSError) as exc:
+                    logger.warning("presence refresh failed: %s", exc)
 
     def _newest_position(self, facility: str) -> Position | None:
         """Where this worker starts following a facility (one read per facility and worker)."""
@@ -217,7 +254,13 @@ def get_runtime() -> Runtime:
     if runtime is None:
         settings = conf.load()
         pool = get_pool(settings.redis_url, settings.redis_pool_size)
-        broker = RedisBroker(settings.redis_url, pool, settings.channel_prefix, settings.history)
+        broker = RedisBroker(
+            settings.redis_url,
+            pool,
+            settings.channel_prefix,
+            settings.history,
+            settings.presence_ttl_s,
+        )
         runtime = _runtimes[os.getpid()] = Runtime(settings, broker)
         runtime.start()
     return runtime

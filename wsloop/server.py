@@ -95,4 +95,6 @@ def decide(environ: Mapping[str, Any], settings: Settings) -> Upgrade | Reject:
     plan = plan_channels(settings.channel_prefix, facility, flags, identity)
     if since is not None and not plan.envelope:
         return Reject(HTTPStatus.BAD_REQUEST, "since needs the envelope flag (message ids)")
+    if plan.presence and not plan.envelope:
+        return Reject(HTTPStatus.BAD_REQUEST, "presence needs the envelope flag (JSON events)")
     return Upgrade(handshake, plan, since)
