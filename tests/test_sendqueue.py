@@ -27,3 +27,12 @@ def test_clear():
     queue.push(b"abc")
     queue.clear()
     assert queue.queued_bytes == 0 and len(queue) == 0
+
+
+def test_pop_batch_joins_frames_up_to_the_limit():
+    queue = SendQueue(limit_bytes=100)
+    for frame in (b"aa", b"bb", b"cc", b"dddd"):
+        queue.push(frame)
+    assert queue.pop_batch(6) == b"aabbcc"
+    assert queue.pop_batch(2) == b"dddd"  # a larger frame still goes out whole
+    assert queue.queued_bytes == 0 and not queue

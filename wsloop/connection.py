@@ -31,6 +31,7 @@ if TYPE_CHECKING:
 logger = logging.getLogger(__name__)
 
 RECV_BYTES = 64 * 1024  # one read; wsproto keeps partial frames, so any size is correct
+WRITE_BATCH_BYTES = 64 * 1024  # queued frames joined per write when a socket has a backlog
 
 
 class WebSocket:
@@ -143,7 +144,7 @@ class WebSocket:
     def _flush(self) -> None:
         try:
             while self._queue:
-                self._sock.sendall(self._queue.pop())
+                self._sock.sendall(self._queue.pop_batch(WRITE_BATCH_BYTES))
         except OSError:
             self._abort()
         finally:

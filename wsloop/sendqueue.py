@@ -43,6 +43,19 @@ class SendQueue:
         self.queued_bytes -= len(frame)
         return frame
 
+    def pop_batch(self, max_bytes: int) -> bytes | memoryview:
+        """The next frames joined into one write of at most ``max_bytes`` (or one larger frame),
+        so a backlog drains in few system calls."""
+        first = self.pop()
+        if not self._frames or len(first) + len(self._frames[0]) > max_bytes:
+            return first
+        parts, size = [first], len(first)
+        while self._frames and size + len(self._frames[0]) <= max_bytes:
+            frame = self.pop()
+            parts.append(frame)
+            size += len(frame)
+        return b"".join(parts)
+
     def clear(self) -> None:
         self._frames.clear()
         self.queued_bytes = 0
