@@ -6,7 +6,7 @@ import pytest
 
 from helpers import redis_client, unique_facility
 from wsloop.history import HistoryPolicy, Position, Resync, StreamId, untag
-from wsloop.history_redis import RedisHistory
+from wsloop.history_redis import REPLAY_PAGE_ENTRIES, HistoryGap, RedisHistory
 
 pytestmark = pytest.mark.stack
 
@@ -41,9 +41,23 @@ def test_replay_returns_what_followed_for_the_given_channels_only(history):
     history.publish(facility, [mine], b"1", 0)
     replay = history.replay(facility, start, frozenset({mine}))
     assert replay.resync is None
-    assert [(c, m.payload) for c, m in replay.messages] == [(mine, b"1")]
+    assert [(c, m.payload) for page in replay.pages for c, m in page] == [(mine, b"1")]
     everything = history.replay(facility, None, frozenset({mine, other}))
-    assert [m.payload for _, m in everything.messages] == [b"0", b"private", b"1"]
+    assert [m.payload for page in everything.pages for _, m in page] == [b"0", b"private", b"1"]
+
+
+def test_a_replay_trimmed_under_its_feet_raises_a_gap(stack):
+    history = RedisHistory(redis_client(stack), "hist:", {"*": HistoryPolicy(5000, 60)})
+    facility = unique_facility()
+    channel = "hist:broadcast:" + facility
+    start = history.publish(facility, [channel], b"start", 0).positions[0]
+    for number in range(REPLAY_PAGE_ENTRIES + 10):
+        history.publish(facility, [channel], str(number).encode(), 0)
+    pages = history.replay(facility, start, frozenset({channel})).pages
+    assert len(next(pages)) == REPLAY_PAGE_ENTRIES
+    redis_client(stack).xtrim(history.stream_key(facility), maxlen=3, approximate=False)
+    with pytest.raises(HistoryGap):
+        next(pages)
 
 
 def test_trimmed_position_is_expired_and_a_lost_stream_is_a_reset(history, stack):
@@ -82,5 +96,5 @@ def test_disabled_history_publishes_raw(history, stack):
 
 def test_position_of_an_empty_facility(history):
     assert history.last_position(unique_facility()) is None
-    assert history.replay(unique_facility(), None, frozenset()).messages == []
+    assert list(history.replay(unique_facility(), None, frozenset()).pages) == []
     assert Position("e", StreamId(1, 0)).not_after(Position("e", StreamId(1, 0)))

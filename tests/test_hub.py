@@ -186,3 +186,23 @@ def test_recovering_members_hold_messages_instead():
     hub.dispatch("c", msgs(b"1", b"2"))
     assert recovering.frames == []
     assert [m.payload for _, m in recovering.held] == [b"1", b"2"]
+
+
+def test_echo_comes_back_in_bus_order_with_the_senders_opcode():
+    hub, sender = Hub(FakeBroker()), Member()
+    hub.join(sender, ["c"])
+    hub.expect_own_publish(sender, "c", b"abc", is_text=False, echo=True)
+    assert hub.dispatch("c", msgs(b"before", b"abc", b"after")) == 3
+    peer = Connection(ConnectionType.CLIENT)
+    peer.receive_data(sender.frames[0])
+    events = [(type(e).__name__, e.data) for e in peer.events()]
+    assert events == [("TextMessage", "before"), ("BytesMessage", b"abc"), ("TextMessage", "after")]
+
+
+def test_recovering_sender_holds_its_echo_but_not_a_skipped_message():
+    hub, sender = Hub(FakeBroker()), Member(recovering=True)
+    hub.join(sender, ["c"])
+    hub.expect_own_publish(sender, "c", b"skipped")
+    hub.expect_own_publish(sender, "c", b"echoed", echo=True)
+    hub.dispatch("c", msgs(b"skipped", b"echoed"))
+    assert [m.payload for _, m in sender.held] == [b"echoed"]

@@ -172,3 +172,9 @@ def test_message_before_a_protocol_error_is_still_handled_first():
     message, close = core.receive(peer.send(TextMessage("first")) + lone_continuation).actions
     assert message == Message(b"first", True)
     assert server_events(close)[0].code == 1002
+
+
+def test_ping_after_our_close_is_not_answered():
+    core, peer = ProtocolCore(100), client()
+    core.close(CloseCode.GOING_AWAY)
+    assert core.receive(peer.send(Ping(b"late"))).actions == []

@@ -73,7 +73,7 @@ class Broker(Protocol):
 
     def replay(self, facility: str, since: Position | None, channels: frozenset[str]) -> Replay:
         """The channels' messages after ``since`` (None: all history holds), or why they cannot
-        be had. Raises BrokerUnavailable."""
+        be had. Raises BrokerUnavailable, and so may iterating the pages, or HistoryGap."""
 
     def last_position(self, facility: str) -> Position | None:
         """The facility's newest position, None without history. Raises BrokerUnavailable."""

@@ -18,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 import time
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 
 import gevent
 import gevent.event
@@ -29,7 +29,7 @@ from redis.retry import Retry
 
 from .broker import BrokerUnavailable, MessageHandler, ReconnectHandler, consecutive_runs
 from .history import HistoryPolicy, Position
-from .history_redis import Published, RedisHistory, Replay
+from .history_redis import Page, Published, RedisHistory, Replay
 from .presence_store import DEFAULT_TTL_S, RedisPresence
 
 logger = logging.getLogger(__name__)
@@ -42,6 +42,13 @@ RECONNECT_BACKOFF_CAP_S = 5.0  # a worker finds a restarted Redis within this ma
 SUBSCRIBE_POLL_S = 0.002  # how often a recovering socket checks for its subscription
 
 REDIS_ERRORS = (redis.RedisError, OSError)
+
+
+def _unavailable_on_error(pages: Iterator[Page]) -> Iterator[Page]:
+    try:
+        yield from pages
+    except REDIS_ERRORS as exc:
+        raise BrokerUnavailable(f"cannot read history: {exc}") from exc
 
 
 class RedisBroker:
@@ -91,9 +98,10 @@ class RedisBroker:
 
     def replay(self, facility: str, since: Position | None, channels: frozenset[str]) -> Replay:
         try:
-            return self._history.replay(facility, since, channels)
+            replay = self._history.replay(facility, since, channels)
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"cannot read history: {exc}") from exc
+        return Replay(replay.resync, _unavailable_on_error(replay.pages))
 
     def last_position(self, facility: str) -> Position | None:
         try:
@@ -149,11 +157,21 @@ class RedisBroker:
         )
         pubsub: PubSub = client.pubsub()  # type: ignore[no-untyped-call]
         self._confirmed.clear()
-        if self._channels:
-            pubsub.subscribe(*self._channels)
-        else:
-            pubsub.ping()
-        return pubsub
+        pubsub.ping()  # connects; fails fast while Redis is away
+        subscribed: set[str] = set()
+        # Channels added or dropped while a command was on the wire are caught up with until a
+        # pass needs no command; the caller then publishes the pubsub without yielding, so no
+        # subscribe() can fall between the snapshot and the handover.
+        while True:
+            wanted = set(self._channels)
+            added, dropped = wanted - subscribed, subscribed - wanted
+            if not added and not dropped:
+                return pubsub
+            if added:
+                pubsub.subscribe(*added)
+            if dropped:
+                pubsub.unsubscribe(*dropped)  # type: ignore[no-untyped-call]
+            subscribed = wanted
 
     def _listen(self, on_message: MessageHandler, on_reconnect: ReconnectHandler) -> None:
         failures = 0

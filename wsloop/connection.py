@@ -21,7 +21,7 @@ from .broker import BrokerUnavailable
 from .channels import ChannelPlan
 from .envelope import audience_of, message_frame, recovered_frame, resync_frame
 from .history import Incoming, Position, Resync
-from .history_redis import Replay
+from .history_redis import HistoryGap
 from .protocol import CloseCode, Message, ProtocolCore, State, encode_data, encode_message
 from .sendqueue import SendQueue
 
@@ -36,11 +36,13 @@ WRITE_BATCH_BYTES = 64 * 1024  # queued frames joined per write when a socket ha
 
 class WebSocket:
     __slots__ = (
+        "_close_sent",
         "_core",
         "_held",
         "_held_bytes",
         "_holding",
         "_queue",
+        "_replaying",
         "_runtime",
         "_since",
         "_sock",
@@ -68,6 +70,8 @@ class WebSocket:
         self.recovering = since is not None  # live messages are held until the replay is done
         self._held: list[tuple[str, Incoming]] = []
         self._held_bytes = 0
+        self._replaying = False  # writing the replay straight to the socket
+        self._close_sent = False
         self.plan = plan
         self.last_seen = time.monotonic()
 
@@ -121,7 +125,8 @@ class WebSocket:
         """Start the closing handshake from the server side."""
         frame = self._core.close(code, reason)
         if frame:
-            if self._writer is None and self._holding:
+            self._close_sent = True
+            if self._writer is None and self._holding and not self._replaying:
                 # Still replaying or fetching: nothing is half-written, what waits is moot now,
                 # and the close frame must not wait for it (it may be sent from atexit).
                 self._queue.clear()
@@ -159,6 +164,7 @@ class WebSocket:
             self._queue.queued_bytes,
         )
         self._queue.clear()
+        self._held, self._held_bytes = [], 0
         frame = self._core.close(CloseCode.SLOW_CONSUMER, "send queue limit reached")
         if frame and self._writer is None:
             with contextlib.suppress(OSError):
@@ -173,6 +179,8 @@ class WebSocket:
 
     def hold(self, channel: str, messages: Sequence[Incoming]) -> None:
         """Keep live messages while the replay runs; bounded like the send queue."""
+        if self._core.state is not State.OPEN:
+            return
         self._held.extend((channel, message) for message in messages)
         self._held_bytes += sum(len(message.payload) for message in messages)
         if self._held_bytes > self._queue.limit_bytes:
@@ -192,21 +200,20 @@ class WebSocket:
         or a duplicate at the seam: the subscription is confirmed before history is read, and
         held messages already in the replay are dropped by position."""
         runtime = self._runtime
-        channels = frozenset(self.plan.subscribe)
-        replay = Replay(Resync.UNAVAILABLE)
-        if runtime.broker.wait_subscribed(channels, runtime.settings.recovery_timeout_s):
-            try:
-                replay = runtime.broker.replay(self.plan.facility, since, channels)
-            except BrokerUnavailable as exc:
-                logger.warning("replay on %s failed: %s", self.plan.facility, exc)
         runtime.metrics.recoveries += 1
-        frames = [self._envelope(channel, message) for channel, message in replay.messages]
-        if replay.resync is None:
-            frames.append(recovered_frame(len(replay.messages), replay.last))
-            seam = replay.last or since
+        timeout_s = runtime.settings.recovery_timeout_s
+        # A worker replaying after a lost subscription first: its position may be behind ours.
+        runtime.live.wait(timeout_s)
+        self._replaying = True
+        try:
+            count, last, resync = self._replay(since, timeout_s)
+        finally:
+            self._replaying = False
+        if resync is None:
+            frames = [recovered_frame(count, last)]
+            seam: Position | None = last or since
         else:
-            frames.append(resync_frame(replay.resync))
-            seam = None
+            frames, seam = [resync_frame(resync)], None
         frames += [
             self._envelope(channel, message)
             for channel, message in self._held
@@ -215,6 +222,31 @@ class WebSocket:
         self._held, self._held_bytes = [], 0
         self.recovering = False
         self._release(frames)
+
+    def _replay(
+        self, since: Position, timeout_s: float
+    ) -> tuple[int, Position | None, Resync | None]:
+        """Write the replay page by page straight to the socket (only this greenlet writes while
+        holding), so memory holds one page whatever the history size; (count, last, resync)."""
+        runtime = self._runtime
+        channels = frozenset(self.plan.subscribe)
+        if not runtime.broker.wait_subscribed(channels, timeout_s):
+            return 0, None, Resync.UNAVAILABLE
+        count, last = 0, None
+        try:
+            replay = runtime.broker.replay(self.plan.facility, since, channels)
+            if replay.resync is not None:
+                return 0, None, replay.resync
+            for page in replay.pages:
+                self._sock.sendall(b"".join(self._envelope(c, m) for c, m in page))
+                count += len(page)
+                last = page[-1][1].position
+        except BrokerUnavailable as exc:
+            logger.warning("replay on %s failed: %s", self.plan.facility, exc)
+            return count, last, Resync.UNAVAILABLE
+        except HistoryGap:
+            return count, last, Resync.EXPIRED
+        return count, last, None
 
     def _envelope(self, channel: str, message: Incoming) -> bytes:
         audience = audience_of(channel, self._runtime.settings.channel_prefix)
@@ -244,7 +276,7 @@ class WebSocket:
                 for action in core.receive(data).actions:
                     if isinstance(action, Message):
                         self._on_message(action)
-                    elif action:
+                    elif action and not self._close_sent:  # close() may run while publishing
                         self._send(action)
                 continue
             return  # the peer did not answer our close frame in time
@@ -260,10 +292,16 @@ class WebSocket:
             return
         hub = runtime.hub
         own = [c for c in self.plan.publish if c in self.plan.subscribe]
+        # Envelope sockets get their echo from the bus, in position order (ids must never go
+        # backwards); bare sockets get it at once, as ws4redis did, even before their
+        # subscription is confirmed.
+        bus_echo = self.plan.echo and self.plan.envelope
         for channel in own:
-            hub.expect_own_publish(self, channel, message.payload)
+            hub.expect_own_publish(
+                self, channel, message.payload, is_text=message.is_text, echo=bus_echo
+            )
         try:
-            published = runtime.broker.publish(
+            runtime.broker.publish(
                 self.plan.facility, self.plan.publish, message.payload, runtime.settings.expire_s
             )
         except BrokerUnavailable as exc:
@@ -271,20 +309,10 @@ class WebSocket:
                 hub.cancel_own_publish(self, channel, message.payload)
             logger.warning("message from a socket on %s not published: %s", self.plan.facility, exc)
             return
-        if self.plan.echo and own:
-            self._echo(
-                message, own, dict(zip(self.plan.publish, published.positions, strict=False))
-            )
-
-    def _echo(self, message: Message, own: list[str], positions: dict[str, Position]) -> None:
-        """The sender's own message, once per channel it is subscribed to, with its opcode."""
-        if not self.plan.envelope:
+        if self.plan.echo and not bus_echo and not self._close_sent:
             frame = encode_data(message.payload, message.is_text)
             for _ in own:
                 self._send(frame)
-            return
-        for channel in own:
-            self._send(self._envelope(channel, Incoming(message.payload, positions.get(channel))))
 
     def _finish(self) -> None:
         """Flush what is queued (bounded by the close timeout), then close the socket."""

@@ -112,6 +112,10 @@ class HistoryPolicy:
 
 DEFAULT_POLICY = HistoryPolicy(length=1000, age_s=3600)
 
+# Where a worker stands when it could not read history: matches no real epoch (those are hex),
+# so everything after it counts as new and a replay from it is a resync.
+UNKNOWN = Position("unknown", StreamId(0, 0))
+
 
 def policy_for(facility: str, policies: Mapping[str, HistoryPolicy]) -> HistoryPolicy:
     """The policy of the first pattern (``fnmatch``, in setting order) matching the facility;

@@ -70,16 +70,22 @@ class Published:
     positions: tuple[Position, ...]  # one per channel, in the order given; empty without history
 
 
+Page = list[tuple[str, Incoming]]
+"""Replayed messages with their channels, oldest first."""
+
+
+class HistoryGap(Exception):
+    """History was trimmed past the reader, or reset, while it was being read."""
+
+
 @dataclass
 class Replay:
-    """What a recovery produced: the messages after the position, or why there are none."""
+    """What a recovery produces: pages of the messages after the position (read lazily, one
+    page in memory at a time; iterating may raise HistoryGap or a Redis error), or why there
+    are none."""
 
     resync: Resync | None
-    messages: list[tuple[str, Incoming]] = field(default_factory=list)
-
-    @property
-    def last(self) -> Position | None:
-        return self.messages[-1][1].position if self.messages else None
+    pages: Iterator[Page] = field(default_factory=lambda: iter(()))
 
 
 def _text(value: bytes | str) -> str:
@@ -163,8 +169,12 @@ class RedisHistory:
             epoch = self._client.get(f"{stream}:epoch")
             if epoch is None:
                 return Replay(None)
-            since = Position(_text(epoch), StreamId(0, 0))
-            return Replay(None, list(self._entries_after(stream, since, channels)))
+            return Replay(
+                None,
+                self._pages_after(
+                    stream, Position(_text(epoch), StreamId(0, 0)), channels, first=True
+                ),
+            )
         with self._client.pipeline(transaction=False) as pipe:
             pipe.get(f"{stream}:epoch")
             pipe.xrange(stream, min=str(since.id), max=str(since.id), count=1)
@@ -172,21 +182,32 @@ class RedisHistory:
         verdict = recovery_verdict(since, _text(epoch) if epoch else None, bool(retained))
         if verdict is not None:
             return Replay(verdict)
-        return Replay(None, list(self._entries_after(stream, since, channels)))
+        return Replay(None, self._pages_after(stream, since, channels, first=False))
 
-    def _entries_after(
-        self, stream: str, since: Position, channels: frozenset[str]
-    ) -> Iterator[tuple[str, Incoming]]:
+    def _pages_after(
+        self, stream: str, since: Position, channels: frozenset[str], first: bool
+    ) -> Iterator[Page]:
+        """Pages after ``since``. Each read also checks, atomically, that the epoch is the same
+        and the cursor's own entry is still there (so nothing after it was trimmed)."""
         cursor = str(since.id)
+        check_cursor = not first
         while True:
-            entries: list[tuple[bytes, dict[bytes, bytes]]] = self._client.xrange(  # type: ignore[assignment]
-                stream, min=f"({cursor}", count=REPLAY_PAGE_ENTRIES
-            )
+            with self._client.pipeline(transaction=False) as pipe:
+                pipe.get(f"{stream}:epoch")
+                pipe.xrange(stream, min=cursor, max=cursor, count=1)
+                pipe.xrange(stream, min=f"({cursor}", count=REPLAY_PAGE_ENTRIES)
+                epoch, retained, entries = pipe.execute()
+            if epoch is None or _text(epoch) != since.epoch or (check_cursor and not retained):
+                raise HistoryGap(f"{stream} was trimmed or reset while being replayed")
+            page: Page = []
             for entry_id, fields in entries:
                 cursor = entry_id.decode()
                 channel = fields[b"c"].decode()
                 if channel in channels:
                     position = Position(since.epoch, StreamId.parse(cursor))
-                    yield channel, Incoming(fields[b"d"], position)
+                    page.append((channel, Incoming(fields[b"d"], position)))
+            if page:
+                yield page
             if len(entries) < REPLAY_PAGE_ENTRIES:
                 return
+            check_cursor = True

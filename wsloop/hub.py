@@ -5,23 +5,25 @@ worker to it, the last one to leave unsubscribes. A message from the bus is enco
 and the same bytes object is handed to every recipient, so the cost of a broadcast is one encoding
 plus one non-blocking write per socket.
 
-Own-message suppression (``echo`` off): when a socket publishes to a channel it is itself
-subscribed to, the hub records (channel, payload, sender) before the publish goes out; the first
-copy of that payload coming back on that channel skips the sender. A sender therefore receives
-its own message exactly zero times without ``echo`` and exactly once with it (the echo is
-delivered locally, keeping the sender's text/binary opcode), whatever other clients send.
+Own messages: when a socket publishes to a channel it is itself subscribed to, the hub records
+(channel, payload, sender) before the publish goes out; the first copy of that payload coming
+back on that channel skips the sender (``echo`` off) or reaches it re-encoded with the opcode
+it sent (``echo`` on), in its place in the bus order. A sender therefore receives its own
+message exactly zero times without ``echo`` and exactly once with it, whatever other clients
+send.
 """
 
 from __future__ import annotations
 
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import Protocol
 
 from .broker import Broker
 from .envelope import audience_of, message_frame
 from .history import Incoming
-from .protocol import encode_message
+from .protocol import encode_data, encode_message
 
 DISPATCH_BATCH = 256  # members served between two pauses: bounds how long a broadcast holds
 # the worker (about 1 ms of writes), at the cost of one greenlet switch per batch
@@ -50,7 +52,7 @@ class Hub:
         self._broker = broker
         self._prefix = prefix
         self._members: dict[str, set[Member]] = {}
-        self._own_publishes: dict[str, deque[tuple[bytes, Member]]] = {}
+        self._own_publishes: dict[str, deque[OwnPublish]] = {}
 
     @property
     def channels(self) -> frozenset[str]:
@@ -102,57 +104,99 @@ class Hub:
         members = self._members.get(channel)
         if not members or not messages:
             return 0
-        skips = [self._take_own_publish(channel, message.payload) for message in messages]
+        owns = [self._take_own_publish(channel, message.payload) for message in messages]
         variants = _Variants(messages, audience_of(channel, self._prefix))
         recipients = tuple(members)
         for index, member in enumerate(recipients, 1):
             if member.recovering:
                 member.hold(
-                    channel, [m for m, s in zip(messages, skips, strict=True) if s is not member]
+                    channel,
+                    [
+                        m
+                        for m, own in zip(messages, owns, strict=True)
+                        if own is None or own.member is not member or own.echo
+                    ],
                 )
-            elif any(skip is member for skip in skips):
-                frames = variants.frames(member.envelope)
-                own = b"".join(f for f, s in zip(frames, skips, strict=True) if s is not member)
-                if own:
-                    member.deliver(own)
+            elif any(own is not None and own.member is member for own in owns):
+                self._deliver_with_own(member, variants.frames(member.envelope), owns)
             else:
                 member.deliver(variants.joined(member.envelope))
             if pause is not None and index % DISPATCH_BATCH == 0:
                 pause()
-        return len(messages) * len(recipients) - sum(skip is not None for skip in skips)
+        skipped = sum(own is not None and not own.echo for own in owns)
+        return len(messages) * len(recipients) - skipped
+
+    @staticmethod
+    def _deliver_with_own(
+        member: Member, frames: list[bytes], owns: list[OwnPublish | None]
+    ) -> None:
+        """The run for a sender: its own messages skipped (no echo) or re-encoded with the
+        opcode it sent (echo), in their place in the run."""
+        parts = []
+        for frame, own in zip(frames, owns, strict=True):
+            if own is None or own.member is not member:
+                parts.append(frame)
+            elif own.echo:
+                parts.append(frame if member.envelope else encode_data(own.payload, own.is_text))
+        if parts:
+            member.deliver(b"".join(parts))
 
     def members_of(self, channel: str) -> tuple[Member, ...]:
         return tuple(self._members.get(channel, ()))
 
-    def expect_own_publish(self, member: Member, channel: str, payload: bytes) -> None:
-        """Record that ``member`` is about to publish ``payload`` on ``channel``."""
+    def expect_own_publish(
+        self,
+        member: Member,
+        channel: str,
+        payload: bytes,
+        *,
+        is_text: bool = True,
+        echo: bool = False,
+    ) -> None:
+        """Record that ``member`` is about to publish ``payload`` on ``channel``: its copy
+        coming back skips it, or with ``echo`` reaches it with its own opcode, in bus order."""
         if member in self._members.get(channel, ()):
-            self._own_publishes.setdefault(channel, deque()).append((payload, member))
+            pending = self._own_publishes.setdefault(channel, deque())
+            pending.append(OwnPublish(member, payload, is_text, echo))
 
     def cancel_own_publish(self, member: Member, channel: str, payload: bytes) -> None:
         """The publish failed: its copy will never come back."""
         pending = self._own_publishes.get(channel)
-        if pending is not None and (payload, member) in pending:
-            pending.remove((payload, member))
+        if pending is None:
+            return
+        for own in pending:
+            if own.member is member and own.payload == payload:
+                pending.remove(own)
+                return
 
     def forget_own_publishes(self) -> None:
         """The subscription was re-established: copies in flight were lost with it."""
         self._own_publishes.clear()
 
-    def _take_own_publish(self, channel: str, payload: bytes) -> Member | None:
+    def _take_own_publish(self, channel: str, payload: bytes) -> OwnPublish | None:
         pending = self._own_publishes.get(channel)
         if not pending:
             return None
-        for index, (own_payload, member) in enumerate(pending):
-            if own_payload == payload:
+        for index, own in enumerate(pending):
+            if own.payload == payload:
                 del pending[index]
-                return member
+                return own
         return None
 
     def _forget_publishes_of(self, member: Member, channel: str) -> None:
         pending = self._own_publishes.get(channel)
         if pending:
-            self._own_publishes[channel] = deque(e for e in pending if e[1] is not member)
+            self._own_publishes[channel] = deque(e for e in pending if e.member is not member)
+
+
+@dataclass(frozen=True, eq=False)
+class OwnPublish:
+    """A message a local socket published, on its way back from the bus."""
+
+    member: Member
+    payload: bytes
+    is_text: bool
+    echo: bool
 
 
 class _Variants:

@@ -125,7 +125,8 @@ class ProtocolCore:
                     actions.append(self._start_close(CloseCode.MESSAGE_TOO_BIG, "too big"))
                     break
             elif isinstance(event, Ping):
-                actions.append(self._ws.send(event.response()))
+                if self.state is State.OPEN:  # no pong after our close frame
+                    actions.append(self._ws.send(event.response()))
             elif isinstance(event, CloseConnection):
                 actions.append(self._answer_close(event))
                 break

@@ -6,7 +6,9 @@ connections and greenlets belong to the worker that uses them.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import operator
 import os
 import secrets
 import time
@@ -15,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import gevent
+import gevent.event
 import redis
 
 from . import conf
@@ -22,8 +25,8 @@ from .broker import Broker, BrokerUnavailable
 from .broker_redis import RedisBroker
 from .connection import WebSocket
 from .envelope import resync_frame
-from .history import Incoming, Position, Resync, untag
-from .history_redis import Replay
+from .history import UNKNOWN, Incoming, Position, Resync, untag
+from .history_redis import HistoryGap
 from .hub import DISPATCH_BATCH, Hub
 from .presence_store import REFRESHES_PER_TTL, Entry
 from .protocol import CloseCode, encode_ping, encode_text
@@ -63,8 +66,13 @@ class Runtime:
         # the worker replays from it.
         self._positions: dict[str, Position | None] = {}
         self._facility_sockets: Counter[str] = Counter()
-        # While the worker replays after a lost subscription, live messages wait here.
+        # While the worker replays after a lost subscription, live messages wait here; ``live``
+        # is clear meanwhile, and sockets recovering with since= wait for it.
         self._buffered: list[tuple[str, list[bytes]]] | None = None
+        self._recovery_generation = 0
+        self._recovery: gevent.Greenlet | None = None
+        self.live = gevent.event.Event()
+        self.live.set()
         self.metrics = Metrics()
         self.sockets: set[WebSocket] = set()
         self.heartbeat_bytes = settings.heartbeat.encode() if settings.heartbeat else None
@@ -136,7 +144,7 @@ class Runtime:
             return self.broker.last_position(facility)
         except BrokerUnavailable as exc:
             logger.warning("no history position for %s: %s", facility, exc)
-            return None
+            return UNKNOWN
 
     def shutdown(self) -> None:
         """Close every socket with GOING_AWAY (worker reload or stop)."""
@@ -147,6 +155,9 @@ class Runtime:
         if self._buffered is not None:
             self._buffered.append((channel, payloads))
             return
+        self._deliver_live(channel, payloads)
+
+    def _deliver_live(self, channel: str, payloads: list[bytes]) -> None:
         facility = facility_of(channel)
         fresh = [m for m in map(untag, payloads) if self._is_new(facility, m)]
         self.metrics.messages_out += self.hub.dispatch(channel, fresh, pause=yield_to_others)
@@ -167,21 +178,38 @@ class Runtime:
     def _recover_after_reconnect(self) -> None:
         """The subscription was lost and is back: hold live messages, replay what history kept
         since the last message this worker saw (once the bus confirmed every subscription, so
-        nothing falls between replay and live), then release the held ones."""
+        nothing falls between replay and live), then release the held ones. A reconnect during
+        a recovery makes the running one replay again; only one runs at a time."""
         self.hub.forget_own_publishes()
-        self._buffered = []
-        gevent.spawn(self._replay_then_release)
+        self._recovery_generation += 1
+        self.live.clear()
+        if self._buffered is None:
+            self._buffered = []
+        if self._recovery is None or self._recovery.dead:
+            self._recovery = gevent.spawn(self._replay_then_release)
 
     def _replay_then_release(self) -> None:
+        replayed = -1
+        while True:
+            if replayed != self._recovery_generation:
+                replayed = self._recovery_generation
+                self._replay_once()
+            elif self._buffered:
+                batch, self._buffered = self._buffered, []
+                for channel, payloads in batch:
+                    self._deliver_live(channel, payloads)
+            else:  # nothing yields between these checks and going live
+                self._buffered = None
+                self.live.set()
+                return
+
+    def _replay_once(self) -> None:
         try:
-            channels = self.hub.channels
-            if not self.broker.wait_subscribed(channels, self.settings.recovery_timeout_s):
+            if not self.broker.wait_subscribed(self.hub.channels, self.settings.recovery_timeout_s):
                 logger.warning("subscriptions not confirmed in time, replaying anyway")
             self._replay_missed()
-        finally:
-            buffered, self._buffered = self._buffered or [], None
-            for channel, payloads in buffered:
-                self._dispatch(channel, payloads)
+        except Exception:
+            logger.exception("worker recovery failed")
 
     def _replay_missed(self) -> None:
         """Per facility, what history kept since the last message this worker saw; sockets
@@ -193,22 +221,31 @@ class Runtime:
             channels = by_facility.get(facility)
             if not channels:
                 continue
-            try:
-                replay = self.broker.replay(facility, last, frozenset(channels))
-            except BrokerUnavailable as exc:
-                logger.warning("no worker recovery on %s: %s", facility, exc)
-                replay = Replay(Resync.UNAVAILABLE)
-            if replay.resync is not None:
-                self._tell_resync(channels, replay.resync)
-                self._positions[facility] = self._newest_position(facility)
-                continue
-            logger.info("recovered %d messages on %s", len(replay.messages), facility)
-            for channel, message in replay.messages:
-                self._dispatch_incoming(facility, channel, message)
+            reason = self._replay_facility(facility, last, frozenset(channels))
+            if reason is not None:
+                self._tell_resync(channels, reason)
+                self._positions[facility] = UNKNOWN
 
-    def _dispatch_incoming(self, facility: str, channel: str, message: Incoming) -> None:
-        if self._is_new(facility, message):
-            self.metrics.messages_out += self.hub.dispatch(channel, [message])
+    def _replay_facility(
+        self, facility: str, last: Position | None, channels: frozenset[str]
+    ) -> Resync | None:
+        """Dispatch what the facility's history holds after ``last``; why not, if it cannot."""
+        try:
+            replay = self.broker.replay(facility, last, channels)
+            if replay.resync is not None:
+                return replay.resync
+            for page in replay.pages:
+                for channel, run in itertools.groupby(page, key=operator.itemgetter(0)):
+                    fresh = [m for _, m in run if self._is_new(facility, m)]
+                    self.metrics.messages_out += self.hub.dispatch(
+                        channel, fresh, pause=yield_to_others
+                    )
+        except BrokerUnavailable as exc:
+            logger.warning("no worker recovery on %s: %s", facility, exc)
+            return Resync.UNAVAILABLE
+        except HistoryGap:
+            return Resync.EXPIRED
+        return None
 
     def _tell_resync(self, channels: set[str], reason: Resync) -> None:
         frame = resync_frame(reason)
