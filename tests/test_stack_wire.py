@@ -317,7 +317,7 @@ def test_wspublish_management_command(stack):
             check=False,
         )
         assert result.returncode == 0, result.stderr
-        assert "published to 1 worker" in result.stdout
+        assert "published to 1 worker subscription" in result.stdout
         assert recv(ws) == "from cli"
 
 

@@ -66,7 +66,7 @@ return result
 
 @dataclass(frozen=True)
 class Published:
-    receivers: int  # Redis subscribers reached (worker processes, not sockets)
+    receivers: int  # worker subscriptions reached (one per worker and channel, not sockets)
     positions: tuple[Position, ...]  # one per channel, in the order given; empty without history
 
 

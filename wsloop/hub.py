@@ -107,6 +107,7 @@ class Hub:
         owns = [self._take_own_publish(channel, message.payload) for message in messages]
         variants = _Variants(messages, audience_of(channel, self._prefix))
         recipients = tuple(members)
+        senders = {own.member for own in owns if own is not None}
         for index, member in enumerate(recipients, 1):
             if member.recovering:
                 member.hold(
@@ -117,7 +118,7 @@ class Hub:
                         if own is None or own.member is not member or own.echo
                     ],
                 )
-            elif any(own is not None and own.member is member for own in owns):
+            elif member in senders:
                 self._deliver_with_own(member, variants.frames(member.envelope), owns)
             else:
                 member.deliver(variants.joined(member.envelope))

@@ -103,7 +103,7 @@ def publish_to_channels(
 ) -> int:
     """Append one message to the facility's history and publish it on channel names (keeping
     it as each channel's persisted message for ``expire`` seconds); returns the number of
-    Redis subscribers (worker processes, not sockets) that received it."""
+    worker subscriptions that received it (one per worker process and channel, not sockets)."""
     settings = conf.load()
     payload = message.encode("utf-8") if isinstance(message, str) else bytes(message)
     expire_s = settings.expire_s if expire is None else int(expire)
@@ -135,7 +135,8 @@ def publish(
     ``users``, ``groups`` and ``sessions`` list names (usernames, group names, session keys);
     ``SELF`` in a list stands for ``request``'s own. ``expire`` (seconds, default
     ``WSLOOP_EXPIRE``) keeps the message for sockets that subscribe later; 0 does not keep it.
-    Returns the number of worker processes that received it. Raises PublishError when Redis is
+    Returns the number of worker subscriptions that received it (one per worker process and
+    channel). Raises PublishError when Redis is
     unreachable and ValueError for an invalid facility.
     """
     channels = target_channels(

@@ -41,4 +41,4 @@ class Command(BaseCommand):
             )
         except (PublishError, ValueError) as exc:
             raise CommandError(str(exc)) from exc
-        self.stdout.write(f"published to {receivers} worker(s)")
+        self.stdout.write(f"published to {receivers} worker subscription(s)")
