@@ -7,6 +7,7 @@ stack per test session, on free ports, in a temporary directory).
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import os
 import re
@@ -245,6 +246,17 @@ class Stack:
             ),
             "nginx": Service("nginx", self.nginx_command(), env, config, signal.SIGQUIT),
         }
+
+    @classmethod
+    @contextlib.contextmanager
+    def running(cls, config: StackConfig) -> Iterator[Stack]:
+        """A started stack, stopped on exit even if starting failed half-way."""
+        stack = cls(config)
+        try:
+            stack.start()
+            yield stack
+        finally:
+            stack.stop()
 
     def nginx_command(self) -> list[str]:
         run_dir = self.config.run_dir

@@ -48,14 +48,8 @@ django.setup()
 
 @pytest.fixture(scope="session")
 def stack() -> Iterator[Stack]:
-    running = Stack(STACK_CONFIG)
-    try:
-        running.start()
-    except Exception:
-        running.stop()
-        raise
-    yield running
-    running.stop()
+    with Stack.running(STACK_CONFIG) as running:
+        yield running
 
 
 @pytest.hookimpl(hookwrapper=True)

@@ -119,6 +119,13 @@ def http_request(
         conn.close()
 
 
+def health(stack: Stack) -> dict[str, Any]:
+    """The websocket worker's health JSON (through nginx)."""
+    _, _, body = http_request(stack, "GET", "/healthz/wsloop")
+    data: dict[str, Any] = json.loads(body)
+    return data
+
+
 def _cookies(headers: http.client.HTTPMessage | dict[str, str], raw: list[str]) -> dict[str, str]:
     jar = {}
     for line in raw:

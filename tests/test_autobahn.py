@@ -55,12 +55,8 @@ def conformance_stack() -> Iterator[Stack]:
             "WSLOOP_PREFIX": "autobahn",
         },
     )
-    stack = Stack(config)
-    try:
-        stack.start()
+    with Stack.running(config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_autobahn_fuzzing_client(wstest, conformance_stack, tmp_path):

@@ -19,7 +19,7 @@ from helpers import (
     RawWebSocket,
     RecoveringClient,
     channel,
-    http_request,
+    health,
     recv,
     redis_client,
     unique_facility,
@@ -31,11 +31,6 @@ from helpers import (
 pytestmark = pytest.mark.stack
 
 NUMBERS = [str(n) for n in range(10_000)]
-
-
-def health(stack) -> dict:
-    _, _, body = http_request(stack, "GET", "/healthz/wsloop")
-    return json.loads(body)
 
 
 def test_reconnect_with_last_id_gets_exactly_the_missed_messages(stack):

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import struct
 
 import pytest
@@ -13,6 +12,7 @@ from helpers import (
     RawWebSocket,
     channel,
     close_code_of,
+    health,
     http_request,
     recv,
     redis_client,
@@ -23,11 +23,6 @@ from helpers import (
 )
 
 pytestmark = pytest.mark.stack
-
-
-def health(stack) -> dict:
-    _, _, body = http_request(stack, "GET", "/healthz/wsloop")
-    return json.loads(body)
 
 
 def publish_raw(stack, facility: str, payload: bytes) -> None:

@@ -26,12 +26,8 @@ def two_workers() -> Iterator[Stack]:
     config = StackConfig.ephemeral(
         Path(tempfile.mkdtemp(prefix="wsloop-workers-")), ws_processes=WORKERS, env=STACK_ENV
     )
-    stack = Stack(config)
-    try:
-        stack.start()
+    with Stack.running(config) as stack:
         yield stack
-    finally:
-        stack.stop()
 
 
 def test_broadcast_reaches_sockets_on_every_worker(two_workers):
