@@ -166,7 +166,7 @@ class WebSocket:
         self._queue.clear()
         self._held, self._held_bytes = [], 0
         frame = self._core.close(CloseCode.SLOW_CONSUMER, "send queue limit reached")
-        if frame and self._writer is None:
+        if frame and self._writer is None and not self._replaying:
             with contextlib.suppress(OSError):
                 self._sock.send(frame, 0, timeout=0.0)  # type: ignore[call-arg]
         self._abort()
@@ -202,18 +202,19 @@ class WebSocket:
         runtime = self._runtime
         runtime.metrics.recoveries += 1
         timeout_s = runtime.settings.recovery_timeout_s
-        # A worker replaying after a lost subscription first: its position may be behind ours.
-        runtime.live.wait(timeout_s)
-        self._replaying = True
+        self._replaying = True  # from here only this greenlet writes, until _release
         try:
+            # A worker replaying after a lost subscription goes first (its position may be
+            # behind ours), and one that starts meanwhile finishes before this socket goes
+            # live: what it replays is held here and filtered at the seam.
+            runtime.live.wait(timeout_s)
             count, last, resync = self._replay(since, timeout_s)
+            runtime.live.wait(timeout_s)
         finally:
             self._replaying = False
-        if resync is None:
-            frames = [recovered_frame(count, last)]
-            seam: Position | None = last or since
-        else:
-            frames, seam = [resync_frame(resync)], None
+        verdict = recovered_frame(count, last) if resync is None else resync_frame(resync)
+        frames = [verdict]
+        seam = last or (since if resync is None else None)
         frames += [
             self._envelope(channel, message)
             for channel, message in self._held
@@ -238,6 +239,8 @@ class WebSocket:
             if replay.resync is not None:
                 return 0, None, replay.resync
             for page in replay.pages:
+                if self._core.state is not State.OPEN:
+                    break  # closed meanwhile: nothing may follow the close frame
                 self._sock.sendall(b"".join(self._envelope(c, m) for c, m in page))
                 count += len(page)
                 last = page[-1][1].position
@@ -250,6 +253,8 @@ class WebSocket:
 
     def _envelope(self, channel: str, message: Incoming) -> bytes:
         audience = audience_of(channel, self._runtime.settings.channel_prefix)
+        if audience == "presence":  # join/leave events are JSON already
+            return encode_message(message.payload)
         return message_frame(message.payload, message.position, audience)
 
     def _release(self, first: list[bytes]) -> None:

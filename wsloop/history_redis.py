@@ -175,7 +175,7 @@ class RedisHistory:
                     stream, Position(_text(epoch), StreamId(0, 0)), channels, first=True
                 ),
             )
-        with self._client.pipeline(transaction=False) as pipe:
+        with self._client.pipeline(transaction=True) as pipe:
             pipe.get(f"{stream}:epoch")
             pipe.xrange(stream, min=str(since.id), max=str(since.id), count=1)
             epoch, retained = pipe.execute()
@@ -192,7 +192,7 @@ class RedisHistory:
         cursor = str(since.id)
         check_cursor = not first
         while True:
-            with self._client.pipeline(transaction=False) as pipe:
+            with self._client.pipeline(transaction=True) as pipe:  # MULTI: nothing in between
                 pipe.get(f"{stream}:epoch")
                 pipe.xrange(stream, min=cursor, max=cursor, count=1)
                 pipe.xrange(stream, min=f"({cursor}", count=REPLAY_PAGE_ENTRIES)

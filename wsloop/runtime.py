@@ -197,7 +197,10 @@ class Runtime:
             elif self._buffered:
                 batch, self._buffered = self._buffered, []
                 for channel, payloads in batch:
-                    self._deliver_live(channel, payloads)
+                    try:
+                        self._deliver_live(channel, payloads)
+                    except Exception:  # one bad run must not keep the worker buffering
+                        logger.exception("releasing messages on %s failed", channel)
             else:  # nothing yields between these checks and going live
                 self._buffered = None
                 self.live.set()
@@ -224,7 +227,10 @@ class Runtime:
             reason = self._replay_facility(facility, last, frozenset(channels))
             if reason is not None:
                 self._tell_resync(channels, reason)
-                self._positions[facility] = UNKNOWN
+                # Only a replay that delivered nothing leaves the worker not knowing where it
+                # is; otherwise the position reached still filters what was held meanwhile.
+                if facility in self._positions and self._positions[facility] == last:
+                    self._positions[facility] = UNKNOWN
 
     def _replay_facility(
         self, facility: str, last: Position | None, channels: frozenset[str]
@@ -252,7 +258,8 @@ class Runtime:
         told: set[int] = set()
         for channel in channels:
             for member in self.hub.members_of(channel):
-                if member.envelope and id(member) not in told:
+                # a recovering socket checks its own replay; its verdict is the one it needs
+                if member.envelope and not member.recovering and id(member) not in told:
                     told.add(id(member))
                     member.deliver(frame)
 
