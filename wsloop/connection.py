@@ -208,10 +208,16 @@ class WebSocket:
             # behind ours), and one that starts meanwhile finishes before this socket goes
             # live: what it replays is held here and filtered at the seam.
             runtime.live.wait(timeout_s)
-            count, last, resync = self._replay(since, timeout_s)
-            runtime.live.wait(timeout_s)
+            if self._core.state is State.OPEN:
+                count, last, resync = self._replay(since, timeout_s)
+                runtime.live.wait(timeout_s)
         finally:
             self._replaying = False
+        if self._core.state is not State.OPEN:  # closed meanwhile: only the close frame goes
+            self._held, self._held_bytes = [], 0
+            self.recovering = False
+            self._release([])
+            return
         verdict = recovered_frame(count, last) if resync is None else resync_frame(resync)
         frames = [verdict]
         seam = last or (since if resync is None else None)
