@@ -224,11 +224,13 @@ class RawWebSocket:
         while True:
             while len(data) >= 2:
                 opcode, length = data[0] & 0x0F, data[1] & 0x7F
-                offset = 2
+                offset = {126: 4, 127: 10}.get(length, 2)
+                if len(data) < offset:
+                    break  # the extended length has not arrived yet
                 if length == 126:
-                    length, offset = struct.unpack("!H", data[2:4])[0], 4
+                    length = struct.unpack("!H", data[2:4])[0]
                 elif length == 127:
-                    length, offset = struct.unpack("!Q", data[2:10])[0], 10
+                    length = struct.unpack("!Q", data[2:10])[0]
                 if len(data) < offset + length:
                     break
                 payload, data = data[offset : offset + length], data[offset + length :]
