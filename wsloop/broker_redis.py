@@ -10,7 +10,8 @@ own name with an expiry, and sent to sockets that subscribe while it lives.
 
 When Redis goes away the listener logs it, retries with exponential backoff and jitter (capped at
 ``RECONNECT_BACKOFF_CAP_S``), and on success subscribes again to every channel that still has
-local sockets. Sockets stay open throughout; what was published in between is not delivered.
+local sockets and calls the reconnect handler, which replays from history what went through it
+meanwhile (``Runtime``). Sockets stay open throughout; raw PUBLISHes of that time are lost.
 """
 
 from __future__ import annotations

@@ -4,6 +4,8 @@ A socket costs one greenlet while idle (the reader, parked in ``recv``). Frames 
 written immediately with a non-blocking send; only when the kernel buffer is full does the rest
 go to the bounded send queue and a writer greenlet start, to exit again once the queue is empty.
 Only the reader greenlet closes the socket; everyone else shuts it down, which wakes the reader.
+A socket that connects with ``since=`` first holds live messages, writes its replay page by page
+(only its own greenlet writes meanwhile), then the held messages past the seam, then goes live.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""Everything one websocket worker process shares: settings, broker, hub, keepalive timers.
+"""Everything one websocket worker process shares: settings, broker, hub, keepalive timers,
+presence refreshes, and the worker's own recovery after its Redis subscription was lost.
 
 Created lazily on the first request of each process (never in a pre-fork master), so the Redis
 connections and greenlets belong to the worker that uses them.
