@@ -236,17 +236,25 @@ class Runtime:
     def _replay_facility(
         self, facility: str, last: Position | None, channels: frozenset[str]
     ) -> Resync | None:
-        """Dispatch what the facility's history holds after ``last``; why not, if it cannot."""
+        """Dispatch what the facility's history holds after ``last``, up to its newest entry at
+        the start (anything later arrived on the confirmed subscription and waits in the buffer,
+        so the replay does not chase a busy stream); why not, if it cannot."""
         try:
+            end = self.broker.last_position(facility)
             replay = self.broker.replay(facility, last, channels)
             if replay.resync is not None:
                 return replay.resync
             for page in replay.pages:
-                for channel, run in itertools.groupby(page, key=operator.itemgetter(0)):
+                upto_end = [
+                    (c, m) for c, m in page if end and m.position and m.position.not_after(end)
+                ]
+                for channel, run in itertools.groupby(upto_end, key=operator.itemgetter(0)):
                     fresh = [m for _, m in run if self._is_new(facility, m)]
                     self.metrics.messages_out += self.hub.dispatch(
                         channel, fresh, pause=yield_to_others
                     )
+                if len(upto_end) < len(page):
+                    break
         except BrokerUnavailable as exc:
             logger.warning("no worker recovery on %s: %s", facility, exc)
             return Resync.UNAVAILABLE
