@@ -22,7 +22,6 @@ import datetime
 import json
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import redis
@@ -31,9 +30,9 @@ from websockets.asyncio.client import connect
 from wsloop.history import HistoryPolicy
 from wsloop.history_redis import RedisHistory
 
+from .report import publish, stack_parser
 from .stats import summarize_ms
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 HISTORY_MESSAGES = 1000
 PAYLOAD_SIZES_BYTES = (16, 100, 1000)
 DEFAULT_CLIENTS = 100
@@ -140,19 +139,11 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.history", description=__doc__)
-    parser.add_argument("--base-url", default="http://127.0.0.1:8000")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6380/0")
-    parser.add_argument("--prefix", default="", help="the stack's WSLOOP_PREFIX plus ':'")
+    parser = stack_parser("python -m loadtest.history", __doc__)
     parser.add_argument("--clients", type=int, default=DEFAULT_CLIENTS)
-    parser.add_argument("--out", type=Path, default=None)
     options = parser.parse_args(argv)
     result = run(options)
-    out = options.out or RESULTS_DIR / f"history-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1, default=str))
-    print(render(result))
-    print(f"results: {out}")
+    publish(result, "history", options.out, render(result))
     return 0
 
 

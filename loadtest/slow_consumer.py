@@ -23,15 +23,14 @@ import socket
 import time
 import urllib.request
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import redis
 from websockets.asyncio.client import ClientConnection, connect
 
+from .report import publish, stack_parser
 from .stats import summarize_ms
 
-RESULTS_DIR = Path(__file__).resolve().parent / "results"
 SOCKETS = 1000
 RATE_PER_S = 10
 PHASE_S = 5.0
@@ -171,19 +170,11 @@ def render(result: dict[str, Any]) -> str:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m loadtest.slow_consumer", description=__doc__)
-    parser.add_argument("--base-url", default="http://127.0.0.1:8000")
-    parser.add_argument("--redis-url", default="redis://127.0.0.1:6380/0")
-    parser.add_argument("--prefix", default="", help="the stack's WSLOOP_PREFIX plus ':'")
+    parser = stack_parser("python -m loadtest.slow_consumer", __doc__)
     parser.add_argument("--sockets", type=int, default=SOCKETS)
-    parser.add_argument("--out", type=Path, default=None)
     options = parser.parse_args(argv)
     result = asyncio.run(measure(options))
-    out = options.out or RESULTS_DIR / f"slow-consumer-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
-    print(render(result))
-    print(f"results: {out}")
+    publish(result, "slow-consumer", options.out, render(result))
     return 0
 
 

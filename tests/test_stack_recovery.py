@@ -33,11 +33,17 @@ pytestmark = pytest.mark.stack
 NUMBERS = [str(n) for n in range(10_000)]
 
 
-def test_reconnect_with_last_id_gets_exactly_the_missed_messages(stack):
-    facility = unique_facility()
+def subscribed_client(stack, facility: str) -> RecoveringClient:
+    """A connected envelope client whose broadcast subscription is confirmed."""
     client = RecoveringClient(stack, facility)
     client.connect()
     wait_subscribed(stack, channel("broadcast", facility))
+    return client
+
+
+def test_reconnect_with_last_id_gets_exactly_the_missed_messages(stack):
+    facility = unique_facility()
+    client = subscribed_client(stack, facility)
     wsloop.publish(facility, "before", broadcast=True, expire=0)
     client.receive(1)
     client.close()  # away for 5 s while 100 messages are published
@@ -52,9 +58,7 @@ def test_reconnect_with_last_id_gets_exactly_the_missed_messages(stack):
 
 def test_no_gap_and_no_duplicate_at_the_seam_between_replay_and_live(stack):
     facility = unique_facility()
-    client = RecoveringClient(stack, facility)
-    client.connect()
-    wait_subscribed(stack, channel("broadcast", facility))
+    client = subscribed_client(stack, facility)
     publisher = Publisher(facility, 400, interval_s=0.002)
     publisher.start()
     client.receive(50)
@@ -93,9 +97,7 @@ def test_raw_publish_reaches_envelope_clients_without_an_id(stack):
 
 def test_private_history_is_replayed_only_to_its_audience(stack):
     facility = unique_facility()
-    alice = RecoveringClient(stack, facility, "subscribe-broadcast")
-    alice.connect()
-    wait_subscribed(stack, channel("broadcast", facility))
+    alice = subscribed_client(stack, facility)
     wsloop.publish(facility, "0", broadcast=True, expire=0)
     alice.receive(1)
     alice.close()
@@ -108,9 +110,7 @@ def test_private_history_is_replayed_only_to_its_audience(stack):
 
 def test_redis_restart_loses_nothing_history_holds(stack):
     facility = unique_facility()
-    client = RecoveringClient(stack, facility)
-    client.connect()
-    wait_subscribed(stack, channel("broadcast", facility))
+    client = subscribed_client(stack, facility)
     wsloop.publish(facility, "0", broadcast=True, expire=0)
     client.receive(1)
     stack.stop_service("redis")
@@ -127,9 +127,7 @@ def test_redis_restart_loses_nothing_history_holds(stack):
 
 def test_redis_unreachable_for_10_s_closes_no_socket(stack):
     facility = unique_facility()
-    client = RecoveringClient(stack, facility)
-    client.connect()
-    wait_subscribed(stack, channel("broadcast", facility))
+    client = subscribed_client(stack, facility)
     redis_pid = int(redis_client(stack).info("server")["process_id"])
     os.kill(redis_pid, signal.SIGSTOP)
     try:
@@ -156,9 +154,7 @@ def test_redis_unreachable_for_10_s_closes_no_socket(stack):
 @pytest.mark.parametrize("how", ["graceful-reload", "sigkill"])
 def test_worker_restart_loses_nothing_history_holds(stack, how):
     facility = unique_facility()
-    client = RecoveringClient(stack, facility)
-    client.connect()
-    wait_subscribed(stack, channel("broadcast", facility))
+    client = subscribed_client(stack, facility)
     publisher = Publisher(facility, 300, interval_s=0.01)
     publisher.start()
     client.receive(30)

@@ -104,9 +104,6 @@ class Identity:
         return self.username is not None
 
 
-ANONYMOUS = Identity()
-
-
 def presence_channel(prefix: str, facility: str) -> str:
     """The key of a facility's presence set, and the channel of its join/leave events."""
     return f"{prefix}presence:{facility}"

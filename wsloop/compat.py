@@ -76,14 +76,7 @@ class RedisPublisher:
     def publish_message(self, message: bytes | str, expire: int | None = None) -> None:
         if not isinstance(message, RedisMessage):
             raise ValueError("message object is not of type RedisMessage")
-        if self._connection is None:
-            publish_to_channels(self._facility, self._channels, message, expire)
-            return
-        expire_s = conf.load().expire_s if expire is None else expire
-        for channel in self._channels:
-            self._connection.publish(channel, message)
-            if expire_s > 0:
-                self._connection.setex(channel, expire_s, message)
+        publish_to_channels(self._facility, self._channels, message, expire, self._connection)
 
     def fetch_message(
         self, request: HttpRequest | None, facility: str, audience: str = "any"

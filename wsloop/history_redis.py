@@ -143,10 +143,6 @@ class RedisHistory:
             replies = pipe.execute()
         return sum(int(reply) for reply in replies[:: 2 if expire_s > 0 else 1])
 
-    def current_epoch(self, facility: str) -> str | None:
-        value = self._client.get(f"{self.stream_key(facility)}:epoch")
-        return _text(value) if value is not None else None
-
     def last_position(self, facility: str) -> Position | None:
         """The position of the facility's newest message; None while it has no history."""
         stream = self.stream_key(facility)

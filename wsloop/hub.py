@@ -58,9 +58,6 @@ class Hub:
     def channels(self) -> frozenset[str]:
         return frozenset(self._members)
 
-    def member_count(self, channel: str) -> int:
-        return len(self._members.get(channel, ()))
-
     def join(self, member: Member, channels: Iterable[str]) -> None:
         new = []
         for channel in channels:

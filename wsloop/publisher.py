@@ -99,15 +99,22 @@ def target_channels(
 
 
 def publish_to_channels(
-    facility: str, channels: Sequence[str], message: str | bytes, expire: int | None = None
+    facility: str,
+    channels: Sequence[str],
+    message: str | bytes,
+    expire: int | None = None,
+    client: redis.Redis | None = None,
 ) -> int:
     """Append one message to the facility's history and publish it on channel names (keeping
-    it as each channel's persisted message for ``expire`` seconds); returns the number of
-    worker subscriptions that received it (one per worker process and channel, not sockets)."""
+    it as each channel's persisted message for ``expire`` seconds), through ``client`` or the
+    process pool; returns the number of worker subscriptions that received it (one per worker
+    process and channel, not sockets)."""
     settings = conf.load()
     payload = message.encode("utf-8") if isinstance(message, str) else bytes(message)
     expire_s = settings.expire_s if expire is None else int(expire)
-    client = redis.Redis(connection_pool=get_pool(settings.redis_url, settings.redis_pool_size))
+    if client is None:
+        pool = get_pool(settings.redis_url, settings.redis_pool_size)
+        client = redis.Redis(connection_pool=pool)
     history = RedisHistory(client, settings.channel_prefix, settings.history)
     try:
         return history.publish(facility, list(channels), payload, expire_s).receivers
