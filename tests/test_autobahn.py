@@ -2,9 +2,10 @@
 websocket pool through nginx. Every case must be OK or INFORMATIONAL (none FAILED, NON-STRICT
 or UNIMPLEMENTED), for the data frames and for the closing handshake.
 
-The socket echoes through the real path: ``publish-broadcast`` sends each message to Redis and
-``echo`` returns it to the sender. The stack here allows 16 MiB messages (cases 9.*) and keeps
-nothing in history (each case starts on an empty channel).
+The socket echoes through the real path: ``publish-session`` sends each message to Redis and
+``echo`` returns it to the sender; each connection has a session of its own
+(``chat.conformance``), so a case never sees the previous case's messages. The stack here
+allows 16 MiB messages (cases 9.*) and keeps nothing in history.
 """
 
 from __future__ import annotations
@@ -53,6 +54,7 @@ def conformance_stack() -> Iterator[Stack]:
             "WSLOOP_HISTORY_LENGTH": "0",
             "WSLOOP_HEARTBEAT": "",
             "WSLOOP_PREFIX": "autobahn",
+            "WSLOOP_PROCESS_REQUEST": "chat.conformance.own_session_per_connection",
         },
     )
     with Stack.running(config) as stack:
@@ -60,7 +62,7 @@ def conformance_stack() -> Iterator[Stack]:
 
 
 def test_autobahn_fuzzing_client(wstest, conformance_stack, tmp_path):
-    url = f"{conformance_stack.config.ws_url}echo?subscribe-broadcast&publish-broadcast&echo"
+    url = f"{conformance_stack.config.ws_url}echo?subscribe-session&publish-session&echo"
     spec = {
         "outdir": str(tmp_path / "reports"),
         "servers": [{"agent": AGENT, "url": url}],

@@ -115,6 +115,7 @@ if "WSLOOP_ALLOWED_ORIGINS" in os.environ:
     WSLOOP_ALLOWED_ORIGINS = env_list("WSLOOP_ALLOWED_ORIGINS", "")
 WSLOOP_PRESENCE_TTL_S = float(os.environ.get("WSLOOP_PRESENCE_TTL_S", "60"))
 WSLOOP_ALLOWED_CHANNELS = "chat.permissions.allowed_channels"
+WSLOOP_PROCESS_REQUEST = os.environ.get("WSLOOP_PROCESS_REQUEST") or None
 
 LOGGING = {
     "version": 1,
