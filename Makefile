@@ -6,6 +6,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
+DEPLOYMENT ?= two-pools
 APT_PACKAGES := nginx redis-server
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
@@ -38,7 +39,7 @@ $(VENV)/.installed: requirements/base.txt requirements/test.txt pyproject.toml
 	touch $@
 
 run: setup
-	$(PY) -m devstack run --port $(PORT)
+	$(PY) -m devstack run --port $(PORT) --deployment $(DEPLOYMENT)
 
 lint: venv
 	$(VENV)/bin/ruff check wsloop app devstack tests loadtest

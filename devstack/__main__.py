@@ -8,7 +8,7 @@ import signal
 import sys
 import time
 
-from .stack import Stack, StackConfig
+from .stack import Deployment, Stack, StackConfig
 
 
 def main() -> int:
@@ -20,8 +20,16 @@ def main() -> int:
         default=int(os.environ.get("PORT", "8000")),
         help="HTTP port of nginx (default 8000, or $PORT)",
     )
+    parser.add_argument(
+        "--deployment",
+        type=Deployment,
+        choices=list(Deployment),
+        default=Deployment(os.environ.get("DEPLOYMENT", Deployment.TWO_POOLS)),
+        help="two-pools (nginx + both uWSGI pools, the default), standalone (one uWSGI) "
+        "or runserver (manage.py runserver); or $DEPLOYMENT",
+    )
     args = parser.parse_args()
-    stack = Stack(StackConfig(http_port=args.port))
+    stack = Stack(StackConfig(deployment=args.deployment, http_port=args.port))
     stopping = False
 
     def request_stop(signum: int, frame: object) -> None:
@@ -33,7 +41,8 @@ def main() -> int:
     try:
         stack.start()
         print(
-            f"\nwsloop stack is up: {stack.config.base_url}/  (log in as alice, bob or carol, "
+            f"\nwsloop stack ({args.deployment}) is up: {stack.config.base_url}/  "
+            "(log in as alice, bob or carol, "
             "password wsloop-demo; Ctrl-C stops)\n",
             flush=True,
         )

@@ -1,13 +1,19 @@
-"""Run the whole two-pool stack from this checkout: Redis, uWSGI pool 1 (Django), uWSGI pool 2
-(wsloop) and nginx in front, each a child process with its log prefixed by its name.
+"""Run a whole stack from this checkout, each part a child process with its log prefixed by its
+name, in one of the three deployments wsloop supports:
 
-Used by ``make run`` (foreground, Ctrl-C stops everything) and by the integration tests (one
-stack per test session, on free ports, in a temporary directory).
+- ``two-pools`` (production): Redis, uWSGI pool 1 (Django), uWSGI pool 2 (wsloop), nginx;
+- ``standalone`` (small sites): Redis and one uWSGI serving HTTP, Django and websockets;
+- ``runserver`` (development): Redis and ``manage.py runserver``, websockets included.
+
+Whatever the deployment, browsers reach it at ``http_port`` with the same URLs. Used by
+``make run`` (foreground, Ctrl-C stops everything) and by the integration tests (one stack at a
+time, on free ports, in a temporary directory).
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import http.client
 import os
 import re
@@ -45,10 +51,27 @@ def find_program(name: str) -> str:
     return found
 
 
+class Deployment(enum.StrEnum):
+    TWO_POOLS = "two-pools"
+    STANDALONE = "standalone"
+    RUNSERVER = "runserver"
+
+
+# The service that serves websockets (and reports /healthz/wsloop) in each deployment.
+WEBSOCKET_SERVICE = {
+    Deployment.TWO_POOLS: "wsloop",
+    Deployment.STANDALONE: "standalone",
+    Deployment.RUNSERVER: "runserver",
+}
+# runserver's autoreloader watches every imported module: touching one restarts the server.
+RUNSERVER_RELOAD_TRIGGER = REPO / "app/project/urls.py"
+
+
 @dataclass
 class StackConfig:
     """Where everything listens and lives; defaults are those of ``make run``."""
 
+    deployment: Deployment = Deployment.TWO_POOLS
     var_dir: Path = REPO / "var"
     http_port: int = 8000
     django_port: int = 8001
@@ -79,6 +102,10 @@ class StackConfig:
         return self.var_dir / "log"
 
     @property
+    def static_root(self) -> Path:
+        return self.var_dir / "static"
+
+    @property
     def redis_url(self) -> str:
         return f"redis://127.0.0.1:{self.redis_port}/0"
 
@@ -105,6 +132,9 @@ class StackConfig:
                 "WSLOOP_WS_SOCKET": f"127.0.0.1:{self.ws_port}",
                 "WSLOOP_DJANGO_PROCESSES": str(self.django_processes),
                 "WSLOOP_WS_PROCESSES": str(self.ws_processes),
+                "WSLOOP_HTTP_SOCKET": f"127.0.0.1:{self.http_port}",
+                "WSLOOP_STANDALONE_PROCESSES": str(self.ws_processes),
+                "DJANGO_STATIC_ROOT": str(self.static_root),
                 "PYTHONUNBUFFERED": "1",
             }
         )
@@ -208,44 +238,58 @@ class Stack:
         config.log_dir.mkdir(parents=True, exist_ok=True)
         (config.var_dir / "redis").mkdir(parents=True, exist_ok=True)
         env = config.app_env()
+        self.services: dict[str, Service] = {"redis": self._redis(env)}
+        for service in self._app_services(env):
+            self.services[service.name] = service
+
+    def _redis(self, env: dict[str, str]) -> Service:
+        config = self.config
+        argv = [
+            find_program("redis-server"),
+            "--bind",
+            "127.0.0.1",
+            "--port",
+            str(config.redis_port),
+            "--dir",
+            str(config.var_dir / "redis"),
+            "--save",
+            "60 1",
+            "--appendonly",
+            "no",
+            "--maxclients",
+            "10000",
+        ]
+        return Service("redis", argv, env, config)
+
+    def _app_services(self, env: dict[str, str]) -> list[Service]:
+        config = self.config
+        if config.deployment is Deployment.RUNSERVER:
+            # SIGINT, like Ctrl-C: the server closes its sockets with 1001 on the way out.
+            argv = [sys.executable, str(REPO / "app/manage.py"), "runserver"]
+            argv.append(f"127.0.0.1:{config.http_port}")
+            return [Service("runserver", argv, env, config, signal.SIGINT)]
         uwsgi = find_program("uwsgi")
-        self.services: dict[str, Service] = {
-            "redis": Service(
-                "redis",
-                [
-                    find_program("redis-server"),
-                    "--bind",
-                    "127.0.0.1",
-                    "--port",
-                    str(config.redis_port),
-                    "--dir",
-                    str(config.var_dir / "redis"),
-                    "--save",
-                    "60 1",
-                    "--appendonly",
-                    "no",
-                    "--maxclients",
-                    "10000",
-                ],
-                env,
-                config,
-            ),
-            "django": Service(
-                "django",
-                [uwsgi, "--ini", str(REPO / "uwsgi/django.ini")],
-                env,
-                config,
-                signal.SIGTERM,
-            ),
-            "wsloop": Service(
-                "wsloop",
-                [uwsgi, "--ini", str(REPO / "uwsgi/wsloop.ini")],
-                env,
-                config,
-                signal.SIGTERM,
-            ),
-            "nginx": Service("nginx", self.nginx_command(), env, config, signal.SIGQUIT),
-        }
+        if config.deployment is Deployment.STANDALONE:
+            argv = [uwsgi, "--ini", str(REPO / "uwsgi/standalone.ini")]
+            return [Service("standalone", argv, env, config)]
+        return [
+            Service("django", [uwsgi, "--ini", str(REPO / "uwsgi/django.ini")], env, config),
+            Service("wsloop", [uwsgi, "--ini", str(REPO / "uwsgi/wsloop.ini")], env, config),
+            Service("nginx", self.nginx_command(), env, config, signal.SIGQUIT),
+        ]
+
+    @property
+    def ws_service(self) -> str:
+        """The name of the service that serves websockets."""
+        return WEBSOCKET_SERVICE[self.config.deployment]
+
+    def reload_websockets(self) -> None:
+        """Restart what serves websockets gracefully: uWSGI reloads its workers, runserver's
+        autoreloader restarts its process. Sockets hear 1001 either way."""
+        if self.config.deployment is Deployment.RUNSERVER:
+            os.utime(RUNSERVER_RELOAD_TRIGGER)
+        else:
+            self.services[self.ws_service].signal(signal.SIGHUP)  # uWSGI master: reload workers
 
     @classmethod
     @contextlib.contextmanager
@@ -298,11 +342,12 @@ class Stack:
             "LISTEN": f"127.0.0.1:{config.http_port}",
             "DJANGO_UPSTREAM": f"127.0.0.1:{config.django_port}",
             "WSLOOP_UPSTREAM": f"127.0.0.1:{config.ws_port}",
-            "STATIC_ROOT": str(config.var_dir / "static"),
+            "STATIC_ROOT": str(config.static_root),
         }
-        render(REPO / "nginx/nginx.conf", config.run_dir / "nginx.conf", values)
-        render(REPO / "nginx/wsloop.conf", config.run_dir / "wsloop.conf", values)
-        subprocess.run([*self.nginx_command(), "-t", "-q"], check=True)
+        if config.deployment is Deployment.TWO_POOLS:
+            render(REPO / "nginx/nginx.conf", config.run_dir / "nginx.conf", values)
+            render(REPO / "nginx/wsloop.conf", config.run_dir / "wsloop.conf", values)
+            subprocess.run([*self.nginx_command(), "-t", "-q"], check=True)
         self.manage("migrate", "--noinput")
         self.manage("collectstatic", "--noinput", "--clear")
         if config.debug:
@@ -312,10 +357,16 @@ class Stack:
         self.prepare()
         self.start_service("redis")
         self.wait_for("redis", self.redis_ready)
-        for name in ("django", "wsloop", "nginx"):
-            self.start_service(name)
-        self.wait_for("django", lambda: self.healthy("/healthz"))
-        self.wait_for("wsloop", lambda: self.healthy("/healthz/wsloop"))
+        for name in self.services:
+            if name != "redis":
+                self.start_service(name)
+        self.wait_for_app()
+
+    def wait_for_app(self) -> None:
+        """Until Django and the websocket loop both answer their health checks."""
+        django = "django" if self.config.deployment is Deployment.TWO_POOLS else self.ws_service
+        self.wait_for(django, lambda: self.healthy("/healthz"))
+        self.wait_for(self.ws_service, lambda: self.healthy("/healthz/wsloop"))
 
     def start_service(self, name: str) -> None:
         self.services[name].start()
@@ -324,8 +375,8 @@ class Stack:
         self.services[name].stop()
 
     def stop(self) -> None:
-        for name in ("nginx", "wsloop", "django", "redis"):
-            self.services[name].stop()
+        for service in reversed(self.services.values()):
+            service.stop()
 
     def redis_ready(self) -> bool:
         try:

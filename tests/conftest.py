@@ -1,12 +1,14 @@
-"""Test setup: Django configured for the demo project, and one two-pool stack per session.
+"""Test setup: Django configured for the demo project, and the stacks the scenarios run against.
 
-The stack (Redis, both uWSGI pools, nginx) is started only when a test asks for the ``stack``
-fixture; its ports are chosen before Django is set up so that ``wsloop.publish`` in this process
-talks to the stack's Redis.
+A test that asks for the ``stack`` fixture runs once per deployment (two pools behind nginx,
+standalone uWSGI, runserver), unless ``@pytest.mark.deployments(...)`` narrows it. One stack
+runs at a time; they share ports, chosen before Django is set up so that ``wsloop.publish`` in
+this process talks to the running stack's Redis.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 import tempfile
@@ -18,7 +20,7 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(REPO), str(REPO / "app")]
 
-from devstack.stack import Stack, StackConfig  # noqa: E402
+from devstack.stack import Deployment, Stack, StackConfig  # noqa: E402
 
 HEARTBEAT = "--heartbeat--"
 PREFIX = "wsl"
@@ -46,9 +48,19 @@ import django  # noqa: E402
 django.setup()
 
 
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Every scenario that uses ``stack`` runs against each deployment it is marked for."""
+    if "stack" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("deployments")
+    deployments = marker.args if marker else tuple(Deployment)
+    metafunc.parametrize("stack", deployments, indirect=True, scope="session", ids=str)
+
+
 @pytest.fixture(scope="session")
-def stack() -> Iterator[Stack]:
-    with Stack.running(STACK_CONFIG) as running:
+def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
+    config = dataclasses.replace(STACK_CONFIG, deployment=request.param)
+    with Stack.running(config) as running:
         yield running
 
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import pytest
 
+from devstack.stack import Deployment
 from helpers import redis_client, unique_facility
 from wsloop.history import HistoryPolicy, Position, Resync, StreamId, untag
 from wsloop.history_redis import REPLAY_PAGE_ENTRIES, HistoryGap, RedisHistory
 
-pytestmark = pytest.mark.stack
+# Only Redis matters here: one deployment is enough.
+pytestmark = [pytest.mark.stack, pytest.mark.deployments(Deployment.TWO_POOLS)]
 
 
 @pytest.fixture

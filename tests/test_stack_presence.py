@@ -9,6 +9,7 @@ import signal
 import pytest
 
 import wsloop
+from devstack.stack import Deployment
 from helpers import http_request, login, recv, unique_facility, wait_until, ws_connect
 
 pytestmark = pytest.mark.stack
@@ -47,6 +48,7 @@ def test_presence_flag_receives_join_and_leave_events(stack, sessions):
         assert leave == {**join, "type": "leave"}
 
 
+@pytest.mark.deployments(Deployment.TWO_POOLS, Deployment.STANDALONE)
 def test_a_killed_workers_entries_expire_by_themselves(stack, sessions):
     facility = unique_facility()
     with ws_connect(stack, f"{facility}?subscribe-broadcast", session=sessions["alice"]):

@@ -8,12 +8,14 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 
 import pytest
 from websockets.asyncio.client import connect
 
 import wsloop
 from conftest import HEARTBEAT
+from devstack.stack import Deployment, Stack
 from helpers import (
     Publisher,
     RawWebSocket,
@@ -151,18 +153,16 @@ def test_redis_unreachable_for_10_s_closes_no_socket(stack):
     client.close()
 
 
-@pytest.mark.parametrize("how", ["graceful-reload", "sigkill"])
-def test_worker_restart_loses_nothing_history_holds(stack, how):
+def restart_loses_nothing(stack: Stack, restart: Callable[[int], None], close_code: int | None):
+    """While messages flow, ``restart(pid)`` replaces the process serving the socket; the client
+    reconnects with its last id and gets every message exactly once, in order."""
     facility = unique_facility()
     client = subscribed_client(stack, facility)
     publisher = Publisher(facility, 300, interval_s=0.01)
     publisher.start()
     client.receive(30)
     worker = health(stack)["pid"]
-    if how == "graceful-reload":
-        stack.services["wsloop"].signal(signal.SIGHUP)  # uWSGI master: reload workers
-    else:
-        os.kill(worker, signal.SIGKILL)
+    restart(worker)
     wait_until(
         lambda: stack.healthy("/healthz/wsloop") and health(stack)["pid"] != worker,
         timeout=30,
@@ -171,10 +171,19 @@ def test_worker_restart_loses_nothing_history_holds(stack, how):
     publisher.join()
     assert client.receive(300) == NUMBERS[:300]
     assert client.connects >= 2
-    expected = 1001 if how == "graceful-reload" else None
-    assert client.close_codes[0] == expected
+    assert client.close_codes[0] == close_code
     assert not publisher.errors
     client.close()
+
+
+def test_graceful_restart_loses_nothing_history_holds(stack):
+    """uWSGI reloading its workers, or runserver reloading after a code change."""
+    restart_loses_nothing(stack, lambda pid: stack.reload_websockets(), 1001)
+
+
+@pytest.mark.deployments(Deployment.TWO_POOLS, Deployment.STANDALONE)
+def test_killed_worker_loses_nothing_history_holds(stack):
+    restart_loses_nothing(stack, lambda pid: os.kill(pid, signal.SIGKILL), None)
 
 
 def test_a_slow_consumer_is_cut_while_1000_sockets_on_its_worker_get_everything(stack):

@@ -164,12 +164,12 @@ def test_sockets_survive_a_redis_restart_and_deliver_again(stack):
 def test_stopping_the_ws_pool_says_going_away_and_clients_can_come_back(stack):
     facility = unique_facility()
     with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
-        stack.stop_service("wsloop")
+        stack.stop_service(stack.ws_service)
         try:
             assert close_code_of(ws) == 1001
         finally:
-            stack.start_service("wsloop")
-            stack.wait_for("wsloop", lambda: stack.healthy("/healthz/wsloop"))
+            stack.start_service(stack.ws_service)
+            stack.wait_for_app()
     with ws_connect(stack, f"{facility}?subscribe-broadcast") as again:
         wait_subscribed(stack, channel("broadcast", facility))
         publish_raw(stack, facility, b"welcome back")

@@ -321,7 +321,7 @@ def test_wspublish_management_command(stack):
         assert recv(ws) == "from cli"
 
 
-def test_health_endpoints_through_nginx(stack):
+def test_health_endpoints(stack):
     for path in ("/healthz", "/healthz/wsloop"):
         status, headers, body = http_request(stack, "GET", path)
         assert status == 200, path

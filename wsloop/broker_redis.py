@@ -60,8 +60,11 @@ class RedisBroker:
         prefix: str,
         history_policies: Mapping[str, HistoryPolicy],
         presence_ttl_s: float = DEFAULT_TTL_S,
+        *,
+        connection_class: type[redis.Connection] | None = None,
     ) -> None:
         self._url = url
+        self._connection_class = connection_class
         self._commands = redis.Redis(connection_pool=command_pool)
         self._history = RedisHistory(self._commands, prefix, history_policies)
         self._presence = RedisPresence(self._commands, prefix, presence_ttl_s)
@@ -148,8 +151,10 @@ class RedisBroker:
             self._reset_requested = True
 
     def _connect(self) -> PubSub:
+        options = {"connection_class": self._connection_class} if self._connection_class else {}
         client = redis.Redis.from_url(
             self._url,
+            **options,
             retry=Retry(NoBackoff(), 0),  # this module owns reconnection and backoff
             health_check_interval=HEALTH_CHECK_INTERVAL_S,
             socket_connect_timeout=CONNECT_TIMEOUT_S,
@@ -202,6 +207,12 @@ class RedisBroker:
     def _drain_forever(self, pubsub: PubSub, on_message: MessageHandler) -> None:
         """Read until an error; every wake-up drains all buffered messages (no burst loss)."""
         while not self._reset_requested:
+            if not pubsub.subscribed:
+                # Nothing to read until the next subscribe(), which sets _wanted. (redis-py
+                # would wait on a threading.Event, which a hub in a thread cannot yield in.)
+                self._wanted.clear()
+                self._wanted.wait(LISTEN_TIMEOUT_S)
+                continue
             batch: list[tuple[str, bytes]] = []
             message = pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
             while message is not None:

@@ -1,27 +1,53 @@
-"""One bounded Redis connection pool per process and URL.
+"""Redis connection pools: one bounded pool per process and URL, and cooperative pools for a gevent
+hub running in a thread of a process that gevent did not monkey-patch.
 
 ``SharedConnectionPool`` is meant for Django's built-in Redis cache (``OPTIONS["pool_class"]``):
 the cache, the sessions stored in it and wsloop then share the same connections, which keeps a
 websocket worker at two Redis connections (this pool with its default size 1, plus the pub/sub
 connection) however many sockets it holds. The pool blocks for at most ``POOL_TIMEOUT_S`` when
 all its connections are busy, then raises redis.ConnectionError.
+
+Under uWSGI the process is monkey-patched, so these pools already yield to other greenlets while
+they wait. The development server is not: its wsloop thread uses ``cooperative_pool`` and
+``cooperative_connection_class`` instead, whose sockets and waits are gevent's, so one greenlet
+reading from Redis never stalls the others (see ``wsloop.loop_thread``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import socket
 import threading
 from typing import Any
+from urllib.parse import urlsplit
 
+import gevent.queue
 import redis
+from gevent import socket as gsocket
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
 POOL_TIMEOUT_S = 10.0  # longest wait for a free connection before failing the caller
 SOCKET_TIMEOUT_S = 5.0  # a Redis that stops answering fails the call instead of hanging it
 CONNECT_TIMEOUT_S = 5.0
+HEALTH_CHECK_INTERVAL_S = 30  # PING a connection idle this long before using it again
 DEFAULT_MAX_CONNECTIONS = 1
 
 _pools: dict[str, redis.BlockingConnectionPool] = {}
 _lock = threading.Lock()
+
+
+def _pool_options(max_connections: int | None) -> dict[str, Any]:
+    return {
+        "max_connections": max_connections or DEFAULT_MAX_CONNECTIONS,
+        "timeout": POOL_TIMEOUT_S,
+        "socket_timeout": SOCKET_TIMEOUT_S,
+        "socket_connect_timeout": CONNECT_TIMEOUT_S,
+        "socket_keepalive": True,
+        "health_check_interval": HEALTH_CHECK_INTERVAL_S,
+        "client_name": f"wsloop:{os.getpid()}",  # CLIENT LIST shows who holds what
+    }
 
 
 def get_pool(url: str, max_connections: int | None = None) -> redis.BlockingConnectionPool:
@@ -32,16 +58,7 @@ def get_pool(url: str, max_connections: int | None = None) -> redis.BlockingConn
     with _lock:
         pool = _pools.get(url)
         if pool is None:
-            pool = redis.BlockingConnectionPool.from_url(
-                url,
-                max_connections=max_connections or DEFAULT_MAX_CONNECTIONS,
-                timeout=POOL_TIMEOUT_S,
-                socket_timeout=SOCKET_TIMEOUT_S,
-                socket_connect_timeout=CONNECT_TIMEOUT_S,
-                socket_keepalive=True,
-                health_check_interval=30,
-                client_name=f"wsloop:{os.getpid()}",  # CLIENT LIST shows who holds what
-            )
+            pool = redis.BlockingConnectionPool.from_url(url, **_pool_options(max_connections))
             _pools[url] = pool
         return pool
 
@@ -52,3 +69,62 @@ class SharedConnectionPool:
     @classmethod
     def from_url(cls, url: str, **options: Any) -> redis.BlockingConnectionPool:
         return get_pool(url, options.get("max_connections"))
+
+
+class _CooperativeSocket:
+    """Connects like redis-py, then serves the connection on a gevent socket.
+
+    The connect itself is blocking (bounded by ``CONNECT_TIMEOUT_S``; refused at once when Redis
+    is down on the same host); every read, write and wait afterwards yields to the hub.
+    """
+
+    def _connect(self) -> socket.socket:
+        plain: socket.socket = super()._connect()  # type: ignore[misc]
+        timeout = plain.gettimeout()
+        cooperative = gsocket.socket(fileno=plain.detach())
+        cooperative.settimeout(timeout)
+        return cooperative  # type: ignore[no-any-return]
+
+    def can_read(self, timeout: float | None = 0) -> bool:
+        """Wait on the hub: redis-py's parsers wait in a blocking ``select.poll``."""
+        ready: bool = super().can_read(0)  # type: ignore[misc]
+        sock: socket.socket | None = getattr(self, "_sock", None)  # redis-py's, once connected
+        if ready or timeout == 0 or sock is None:
+            return ready
+        with contextlib.suppress(TimeoutError):
+            gsocket.wait_read(sock.fileno(), timeout)
+        return bool(super().can_read(0))  # type: ignore[misc]
+
+
+class CooperativeConnection(_CooperativeSocket, redis.Connection):
+    """``redis://`` on a gevent socket."""
+
+
+class CooperativeUnixConnection(_CooperativeSocket, redis.UnixDomainSocketConnection):
+    """``unix://`` on a gevent socket."""
+
+
+def cooperative_connection_class(url: str) -> type[redis.Connection]:
+    """The cooperative connection class for ``url``; ValueError for a scheme it cannot serve."""
+    scheme = urlsplit(url).scheme
+    if scheme == "redis":
+        return CooperativeConnection
+    if scheme == "unix":
+        return CooperativeUnixConnection  # type: ignore[return-value]
+    raise ValueError(
+        f"the development server's wsloop thread supports redis:// and unix://, not {scheme}://"
+    )
+
+
+def cooperative_pool(url: str, max_connections: int | None = None) -> redis.BlockingConnectionPool:
+    """A pool of gevent sockets whose waiters queue on a gevent queue; for one hub's use only.
+
+    A failed command is retried once at once, on a new connection (redis-py's own backoff
+    sleeps in ``time.sleep``, which would stop the hub)."""
+    return redis.BlockingConnectionPool.from_url(
+        url,
+        connection_class=cooperative_connection_class(url),
+        queue_class=gevent.queue.LifoQueue,
+        retry=Retry(NoBackoff(), 1),
+        **_pool_options(max_connections),
+    )

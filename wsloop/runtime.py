@@ -31,7 +31,7 @@ from .history_redis import HistoryGap
 from .hub import DISPATCH_BATCH, Hub
 from .presence_store import REFRESHES_PER_TTL, Entry
 from .protocol import CloseCode, encode_ping, encode_text
-from .redis_pool import get_pool
+from .redis_pool import cooperative_connection_class, cooperative_pool, get_pool
 
 logger = logging.getLogger(__name__)
 
@@ -146,6 +146,19 @@ class Runtime:
         except BrokerUnavailable as exc:
             logger.warning("no history position for %s: %s", facility, exc)
             return UNKNOWN
+
+    def health(self) -> dict[str, object]:
+        """What ``/healthz/wsloop`` reports: status "ok" while Redis answers, else "degraded"."""
+        redis_ok = self.broker.ping()
+        return {
+            "status": "ok" if redis_ok else "degraded",
+            "redis": redis_ok,
+            "pid": os.getpid(),
+            "sockets": len(self.sockets),
+            "channels": len(self.hub.channels),
+            "redis_reconnects": getattr(self.broker, "reconnects", 0),
+            **vars(self.metrics),
+        }
 
     def shutdown(self) -> None:
         """Close every socket with GOING_AWAY (worker reload or stop)."""
@@ -298,24 +311,36 @@ class Runtime:
                     yield_to_others()
 
 
+def create_runtime(settings: conf.Settings, *, cooperative_redis: bool = False) -> Runtime:
+    """A started runtime on Redis. ``cooperative_redis``: for a gevent hub in a thread of a
+    process that is not monkey-patched (its own pool of gevent sockets, not Django's)."""
+    url = settings.redis_url
+    if cooperative_redis:
+        pool = cooperative_pool(url, settings.redis_pool_size)
+        connection_class = cooperative_connection_class(url)
+    else:
+        pool, connection_class = get_pool(url, settings.redis_pool_size), None
+    broker = RedisBroker(
+        url,
+        pool,
+        settings.channel_prefix,
+        settings.history,
+        settings.presence_ttl_s,
+        connection_class=connection_class,
+    )
+    runtime = Runtime(settings, broker)
+    runtime.start()
+    return runtime
+
+
 _runtimes: dict[int, Runtime] = {}  # by pid: a runtime is never shared across a fork
 
 
 def get_runtime() -> Runtime:
-    """This process's runtime, created and started on first use."""
+    """This (monkey-patched) process's runtime, created and started on first use."""
     runtime = _runtimes.get(os.getpid())
     if runtime is None:
-        settings = conf.load()
-        pool = get_pool(settings.redis_url, settings.redis_pool_size)
-        broker = RedisBroker(
-            settings.redis_url,
-            pool,
-            settings.channel_prefix,
-            settings.history,
-            settings.presence_ttl_s,
-        )
-        runtime = _runtimes[os.getpid()] = Runtime(settings, broker)
-        runtime.start()
+        runtime = _runtimes[os.getpid()] = create_runtime(conf.load())
     return runtime
 
 

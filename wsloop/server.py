@@ -28,6 +28,8 @@ from .permissions import Forbidden, check_flags
 
 logger = logging.getLogger(__name__)
 
+HEALTH_PATH = "/healthz/wsloop"  # the loop's own health report (JSON), beside the websockets
+
 
 @dataclass(frozen=True)
 class Upgrade:
@@ -48,6 +50,11 @@ def since_of(query_string: str) -> Position | Reject | None:
         return Position.parse(values[-1])
     except ValueError:
         return Reject(HTTPStatus.BAD_REQUEST, "malformed since: use the id of the last message")
+
+
+def is_wsloop_path(path: str, settings: Settings) -> bool:
+    """Whether a server that runs Django and wsloop together hands this path to wsloop."""
+    return path == HEALTH_PATH or path.startswith(settings.url)
 
 
 def facility_of(path: str, settings: Settings) -> str | None:

@@ -30,9 +30,9 @@ django.setup()
 from .connection import WebSocket  # noqa: E402
 from .handshake import Reject  # noqa: E402
 from .runtime import get_runtime, shutdown  # noqa: E402
-from .server import decide  # noqa: E402
+from .server import HEALTH_PATH, decide  # noqa: E402
 
-HEALTH_PATHS = frozenset({"/healthz", "/healthz/wsloop"})
+HEALTH_PATHS = frozenset({"/healthz", HEALTH_PATH})  # the pool's own /healthz is the loop's
 
 # On stop or reload, every socket hears close code 1001 before the worker exits.
 uwsgi.atexit = shutdown  # type: ignore[attr-defined]
@@ -61,21 +61,9 @@ def _respond(
 
 
 def health(start_response: StartResponse) -> list[bytes]:
-    runtime = get_runtime()
-    redis_ok = runtime.broker.ping()
-    body = json.dumps(
-        {
-            "status": "ok" if redis_ok else "degraded",
-            "redis": redis_ok,
-            "pid": os.getpid(),
-            "sockets": len(runtime.sockets),
-            "channels": len(runtime.hub.channels),
-            "redis_reconnects": getattr(runtime.broker, "reconnects", 0),
-            **vars(runtime.metrics),
-        }
-    )
-    status = HTTPStatus.OK if redis_ok else HTTPStatus.SERVICE_UNAVAILABLE
-    return _respond(start_response, status, body, "application/json")
+    report = get_runtime().health()
+    status = HTTPStatus.OK if report["redis"] else HTTPStatus.SERVICE_UNAVAILABLE
+    return _respond(start_response, status, json.dumps(report), "application/json")
 
 
 def application(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
