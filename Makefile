@@ -10,11 +10,19 @@ DEPLOYMENT ?= two-pools
 APT_PACKAGES := nginx redis-server
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
+# nox runs the suite on python3.11 (Django LTS) and python3.13 (newest Django). pyenv's shims
+# answer only for the versions it has selected: select both when pyenv is what provides them.
+ifneq ($(shell command -v pyenv 2>/dev/null),)
+export PYENV_VERSION ?= $(shell pyenv versions --bare --skip-aliases 2>/dev/null \
+	| grep -E '^3\.1[13]\.[0-9]+$$' | sort -V | paste -sd: -)
+endif
+
 .PHONY: help setup system-deps venv run test unit lint autobahn loadtest clean
 
 help:
 	@echo "make run       start Redis, both uWSGI pools and nginx on http://127.0.0.1:$(PORT)"
-	@echo "make test      lint, type-check and run the whole test suite (starts its own stack)"
+	@echo "              (DEPLOYMENT=standalone: one uWSGI; DEPLOYMENT=runserver: manage.py runserver)"
+	@echo "make test      lint, type-check, then the whole suite on Django LTS and newest (nox)"
 	@echo "make unit      only the tests that need no running services"
 	@echo "make loadtest  measure a running stack (see loadtest/README.md)"
 
@@ -31,10 +39,10 @@ system-deps:
 
 venv: $(VENV)/.installed
 
-$(VENV)/.installed: requirements/base.txt requirements/test.txt pyproject.toml
+$(VENV)/.installed: requirements/base.txt requirements/test.txt requirements/dev.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -r requirements/test.txt
+	$(PY) -m pip install -q -r requirements/dev.txt
 	$(PY) -m pip install -q --no-deps -e .
 	touch $@
 
@@ -50,7 +58,7 @@ unit: venv
 	$(PY) -m pytest -m "not stack and not autobahn"
 
 test: setup lint
-	$(PY) -m pytest
+	$(VENV)/bin/nox --reuse-existing-virtualenvs
 
 autobahn: setup
 	$(PY) -m pytest -m autobahn -s
@@ -59,4 +67,4 @@ loadtest: venv
 	$(PY) -m loadtest.bench --base-url http://127.0.0.1:$(PORT)
 
 clean:
-	rm -rf var .cache .pytest_cache .mypy_cache .ruff_cache
+	rm -rf var .cache .nox .pytest_cache .mypy_cache .ruff_cache

@@ -29,7 +29,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-VENV = REPO / ".venv"
+# The virtualenv running this (make's .venv, or a nox session's): uWSGI comes from it and both
+# pools run in it, so a stack always runs the Python and Django versions under test.
+VENV = Path(sys.prefix) if sys.prefix != sys.base_prefix else REPO / ".venv"
 STOP_TIMEOUT_S = 15.0
 START_TIMEOUT_S = 60.0
 

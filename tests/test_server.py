@@ -9,7 +9,7 @@ from django.core.exceptions import PermissionDenied
 from wsloop import conf
 from wsloop.handshake import Reject
 from wsloop.identity import SessionUser
-from wsloop.server import Upgrade, decide
+from wsloop.server import Upgrade, decide, is_wsloop_path
 
 HANDSHAKE = {
     "REQUEST_METHOD": "GET",
@@ -139,3 +139,12 @@ def test_presence_needs_the_envelope():
     result = decide(environ("/ws/news", "presence"), settings())
     assert isinstance(result, Reject) and result.status == HTTPStatus.BAD_REQUEST
     assert isinstance(decide(environ("/ws/news", "presence&envelope"), settings()), Upgrade)
+
+
+def test_wsloop_paths_of_a_server_that_runs_django_too():
+    current = settings()
+    assert is_wsloop_path("/ws/news", current)
+    assert is_wsloop_path("/healthz/wsloop", current)
+    assert not is_wsloop_path("/healthz", current)  # Django's own
+    assert not is_wsloop_path("/chat/ws/", current)
+    assert is_wsloop_path("/live/news", settings(url="/live/"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 import struct
 
 import pytest
@@ -174,3 +175,22 @@ def test_stopping_the_ws_pool_says_going_away_and_clients_can_come_back(stack):
         wait_subscribed(stack, channel("broadcast", facility))
         publish_raw(stack, facility, b"welcome back")
         assert recv(again) == "welcome back"
+
+
+def test_a_django_request_stuck_on_its_client_does_not_stall_websockets(stack):
+    """A login POST whose body never completes holds a Django request open, its view blocked
+    reading the form (a thread under runserver, like a view paused in a debugger; a greenlet
+    under uWSGI); websockets deliver meanwhile, and Django still answers others."""
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
+        wait_subscribed(stack, channel("broadcast", facility))
+        with socket.create_connection(("127.0.0.1", stack.config.http_port), 5) as stuck:
+            stuck.sendall(
+                b"POST /accounts/login/ HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+                b"Content-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n"
+                b"\r\nusername=al"
+            )
+            publish_raw(stack, facility, b"still live")
+            assert recv(ws) == "still live"
+            status, _, _ = http_request(stack, "GET", "/healthz")
+            assert status == 200

@@ -53,6 +53,10 @@ class LoopThread:
             raise RuntimeError("the wsloop thread failed to start") from self._failure
 
     @property
+    def running(self) -> bool:
+        return self._thread.is_alive()
+
+    @property
     def runtime(self) -> Runtime:
         """For use inside the loop only (in functions given to ``submit`` or ``call``)."""
         assert self._runtime is not None, "LoopThread.start() first"
@@ -80,7 +84,7 @@ class LoopThread:
     def stop(self, timeout_s: float) -> None:
         """Close every socket with GOING_AWAY and give the peers up to ``timeout_s`` to answer,
         then end the loop."""
-        if self._stopped is None or not self._thread.is_alive():
+        if self._stopped is None or not self.running:
             return
         stopped = self._stopped
 

@@ -1,0 +1,95 @@
+"""Connection pools: the shared one for Django and the monkey-patched workers, and the
+cooperative ones of a hub in an unpatched thread (the development server's wsloop thread)."""
+
+from __future__ import annotations
+
+import threading
+
+import gevent
+import pytest
+import redis
+
+from devstack.stack import Deployment
+from wsloop.redis_pool import (
+    CooperativeConnection,
+    CooperativeUnixConnection,
+    cooperative_connection_class,
+    cooperative_pool,
+    get_pool,
+)
+
+WAIT_S = 0.5
+TICK_S = 0.01
+
+
+def test_one_shared_pool_per_url():
+    assert get_pool("redis://127.0.0.1:1/0") is get_pool("redis://127.0.0.1:1/0")
+    assert get_pool("redis://127.0.0.1:1/0") is not get_pool("redis://127.0.0.1:1/1")
+
+
+def test_cooperative_connection_class_by_scheme():
+    assert cooperative_connection_class("redis://localhost:6379/0") is CooperativeConnection
+    assert cooperative_connection_class("unix:///run/redis.sock") is CooperativeUnixConnection
+    with pytest.raises(ValueError, match="rediss://"):
+        cooperative_connection_class("rediss://localhost:6380/0")
+
+
+def in_a_fresh_thread_hub(scenario):
+    """Run ``scenario()`` in a new, unpatched thread (which gets a hub of its own)."""
+    outcome: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = scenario()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    thread.join(30)
+    if "error" in outcome:
+        raise outcome["error"]  # type: ignore[misc]
+    return outcome["result"]
+
+
+def ticks_while(wait) -> int:
+    """How often a second greenlet ran while ``wait()`` blocked its own greenlet."""
+    ticks = 0
+
+    def tick() -> None:
+        nonlocal ticks
+        while True:
+            gevent.sleep(TICK_S)
+            ticks += 1
+
+    ticker = gevent.spawn(tick)
+    try:
+        wait()
+    finally:
+        ticker.kill()
+    return ticks
+
+
+@pytest.mark.stack
+@pytest.mark.deployments(Deployment.TWO_POOLS)
+def test_a_blocking_command_yields_to_other_greenlets(stack):
+    def scenario() -> int:
+        client = redis.Redis(connection_pool=cooperative_pool(stack.config.redis_url, 2))
+        return ticks_while(lambda: client.blpop(["wsloop-test-nothing"], timeout=WAIT_S))
+
+    assert in_a_fresh_thread_hub(scenario) >= WAIT_S / TICK_S / 2
+
+
+@pytest.mark.stack
+@pytest.mark.deployments(Deployment.TWO_POOLS)
+def test_waiting_on_a_subscription_yields_to_other_greenlets(stack):
+    def scenario() -> int:
+        client = redis.Redis.from_url(
+            stack.config.redis_url, connection_class=CooperativeConnection
+        )
+        pubsub = client.pubsub()
+        pubsub.subscribe("wsloop-test-silence")
+        pubsub.get_message(timeout=1)  # the subscribe confirmation
+        return ticks_while(lambda: pubsub.get_message(timeout=WAIT_S))
+
+    assert in_a_fresh_thread_hub(scenario) >= WAIT_S / TICK_S / 2
