@@ -101,7 +101,7 @@ class StackConfig:
 
     @property
     def log_dir(self) -> Path:
-        return self.var_dir / "log"
+        return self.var_dir / "log" / self.deployment
 
     @property
     def static_root(self) -> Path:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import shutil
 import sys
 import tempfile
 from collections.abc import Iterator
@@ -60,6 +61,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 @pytest.fixture(scope="session")
 def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     config = dataclasses.replace(STACK_CONFIG, deployment=request.param)
+    # Each deployment starts from an empty Redis (the previous one saved its data on exit).
+    shutil.rmtree(config.var_dir / "redis", ignore_errors=True)
     with Stack.running(config) as running:
         yield running
 

@@ -326,3 +326,23 @@ class Publisher(threading.Thread):
                 return
             self.published += 1
             time.sleep(self.interval_s)
+
+
+def in_a_fresh_thread_hub(scenario: Callable[[], Any], timeout_s: float = 30.0) -> Any:
+    """``scenario()`` run in a new thread of this unpatched process, where gevent gives it a
+    hub of its own: the setting of the development server's wsloop thread."""
+    outcome: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            outcome["result"] = scenario()
+        except BaseException as exc:
+            outcome["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    thread.join(timeout_s)
+    assert not thread.is_alive(), f"scenario still running after {timeout_s} s"
+    if "error" in outcome:
+        raise outcome["error"]
+    return outcome["result"]

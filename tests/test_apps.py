@@ -1,4 +1,4 @@
-"""The app's system check: wsloop's runserver must come before staticfiles' to be the one used."""
+"""The app's system check: wsloop's runserver must be the one Django picks."""
 
 from django.test import override_settings
 
@@ -16,7 +16,8 @@ def test_wsloop_after_staticfiles_warns():
     with override_settings(INSTALLED_APPS=[*APPS, "django.contrib.staticfiles", "wsloop"]):
         (warning,) = check_runserver_order()
     assert warning.id == "wsloop.W001"
-    assert "runserver will not serve websockets" in warning.msg
+    assert "comes from 'django.contrib.staticfiles'" in warning.msg
+    assert "will not serve websockets" in warning.msg
 
 
 def test_without_staticfiles_any_order_passes():

@@ -3,13 +3,12 @@ cooperative ones of a hub in an unpatched thread (the development server's wsloo
 
 from __future__ import annotations
 
-import threading
-
 import gevent
 import pytest
 import redis
 
 from devstack.stack import Deployment
+from helpers import in_a_fresh_thread_hub
 from wsloop.redis_pool import (
     CooperativeConnection,
     CooperativeUnixConnection,
@@ -32,24 +31,6 @@ def test_cooperative_connection_class_by_scheme():
     assert cooperative_connection_class("unix:///run/redis.sock") is CooperativeUnixConnection
     with pytest.raises(ValueError, match="rediss://"):
         cooperative_connection_class("rediss://localhost:6380/0")
-
-
-def in_a_fresh_thread_hub(scenario):
-    """Run ``scenario()`` in a new, unpatched thread (which gets a hub of its own)."""
-    outcome: dict[str, object] = {}
-
-    def run() -> None:
-        try:
-            outcome["result"] = scenario()
-        except BaseException as exc:
-            outcome["error"] = exc
-
-    thread = threading.Thread(target=run)
-    thread.start()
-    thread.join(30)
-    if "error" in outcome:
-        raise outcome["error"]  # type: ignore[misc]
-    return outcome["result"]
 
 
 def ticks_while(wait) -> int:

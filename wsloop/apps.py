@@ -2,11 +2,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.apps import AppConfig, apps
+from django.apps import AppConfig
 from django.contrib.auth.signals import user_logged_in
 from django.core import checks
-
-STATICFILES = "django.contrib.staticfiles"
+from django.core.management import get_commands
 
 
 class WsloopConfig(AppConfig):
@@ -21,15 +20,17 @@ class WsloopConfig(AppConfig):
 
 
 def check_runserver_order(**kwargs: Any) -> list[checks.CheckMessage]:
-    """wsloop's ``runserver`` only wins over staticfiles' when wsloop is listed first."""
-    names = [config.name for config in apps.get_app_configs()]
-    if STATICFILES not in names or names.index("wsloop") < names.index(STATICFILES):
+    """``manage.py runserver`` serves websockets only when it is wsloop's: Django takes the
+    command of the first app in INSTALLED_APPS that has one (silence wsloop.W001 when another
+    app's runserver is wanted)."""
+    provider = get_commands().get("runserver")
+    if provider in (None, "wsloop"):
         return []
     return [
         checks.Warning(
-            "'wsloop' comes after 'django.contrib.staticfiles' in INSTALLED_APPS: "
-            "manage.py runserver will not serve websockets.",
-            hint="Move 'wsloop' before 'django.contrib.staticfiles'.",
+            f"manage.py runserver comes from {provider!r}, not from wsloop: it will not serve "
+            "websockets.",
+            hint=f"List 'wsloop' before {provider!r} in INSTALLED_APPS.",
             id="wsloop.W001",
         )
     ]

@@ -20,9 +20,11 @@ import logging
 import os
 import time
 from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from typing import Any
 
 import gevent
 import gevent.event
+import gevent.lock
 import redis
 from redis.backoff import ExponentialWithJitterBackoff, NoBackoff
 from redis.client import PubSub
@@ -71,6 +73,7 @@ class RedisBroker:
         self._channels: set[str] = set()
         self._confirmed: set[str] = set()
         self._pubsub: PubSub | None = None
+        self._commands_lock = gevent.lock.RLock()
         self._wanted = gevent.event.Event()
         self._backoff = ExponentialWithJitterBackoff(
             base=RECONNECT_BACKOFF_BASE_S, cap=RECONNECT_BACKOFF_CAP_S
@@ -141,14 +144,17 @@ class RedisBroker:
             return False
 
     def _send(self, command: Callable[[PubSub], object]) -> None:
-        pubsub = self._pubsub
-        if pubsub is None or pubsub.connection is None:
-            return  # the listener subscribes to self._channels once connected
-        try:
-            command(pubsub)
-        except REDIS_ERRORS as exc:
-            logger.debug("subscription command failed, the listener will reconnect: %s", exc)
-            self._reset_requested = True
+        """One (un)subscribe at a time: a command may wait for a health-check reply, and
+        redis-py's own lock does not exclude greenlets of an unpatched thread."""
+        with self._commands_lock:
+            pubsub = self._pubsub
+            if pubsub is None or pubsub.connection is None:
+                return  # the listener subscribes to self._channels once connected
+            try:
+                command(pubsub)
+            except REDIS_ERRORS as exc:
+                logger.debug("subscription command failed, the listener will reconnect: %s", exc)
+                self._reset_requested = True
 
     def _connect(self) -> PubSub:
         options = {"connection_class": self._connection_class} if self._connection_class else {}
@@ -196,11 +202,15 @@ class RedisBroker:
                     on_reconnect()
                 failures = 0
                 self._drain_forever(self._pubsub, on_message)
-            except REDIS_ERRORS as exc:
+            except Exception as exc:  # anything but Redis errors is a bug: log it, carry on
                 failures += 1
                 delay = self._backoff.compute(failures)
-                log = logger.warning if failures == 1 else logger.debug
-                log("redis subscription lost (%s), retrying in %.2fs", exc, delay)
+                if not isinstance(exc, REDIS_ERRORS):
+                    logger.exception("redis subscription failed, retrying in %.2fs", delay)
+                elif failures == 1:
+                    logger.warning("redis subscription lost (%s), retrying in %.2fs", exc, delay)
+                else:
+                    logger.debug("redis subscription lost (%s), retrying in %.2fs", exc, delay)
                 self._close()
                 gevent.sleep(delay)
 
@@ -208,10 +218,7 @@ class RedisBroker:
         """Read until an error; every wake-up drains all buffered messages (no burst loss)."""
         while not self._reset_requested:
             if not pubsub.subscribed:
-                # Nothing to read until the next subscribe(), which sets _wanted. (redis-py
-                # would wait on a threading.Event, which a hub in a thread cannot yield in.)
-                self._wanted.clear()
-                self._wanted.wait(LISTEN_TIMEOUT_S)
+                self._wait_for_subscriptions()
                 continue
             batch: list[tuple[str, bytes]] = []
             message = pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
@@ -224,10 +231,30 @@ class RedisBroker:
                     self._confirmed.add(channel)
                 elif kind == "unsubscribe":
                     self._confirmed.discard(channel)
-                message = pubsub.get_message(timeout=0)
+                message = self._next_received(pubsub)
             for channel, payloads in consecutive_runs(batch):
                 self._handle(on_message, channel, payloads)
         raise redis.ConnectionError("a subscription command failed")
+
+    def _wait_for_subscriptions(self) -> None:
+        """Nothing to read while nothing is subscribed. (redis-py's get_message would wait on a
+        threading.Event, in which a hub running in a thread of its own cannot yield.)"""
+        if self._channels:
+            gevent.sleep(SUBSCRIBE_POLL_S)  # a subscribe() is on the wire
+        else:
+            self._wanted.clear()  # set again by the next subscribe()
+            self._wanted.wait(LISTEN_TIMEOUT_S)
+
+    @staticmethod
+    def _next_received(pubsub: PubSub) -> dict[str, Any] | None:
+        """The next message if its bytes have (at least partly) arrived, else None. One only
+        partly arrived is waited for: at timeout 0, redis-py would take it for a timeout and
+        drop the connection, and with it whatever followed."""
+        connection = pubsub.connection
+        if connection is None or not connection.can_read(timeout=0):
+            return None
+        message: dict[str, Any] | None = pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
+        return message
 
     @staticmethod
     def _handle(on_message: MessageHandler, channel: str, payloads: list[bytes]) -> None:

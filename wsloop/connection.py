@@ -88,8 +88,8 @@ class WebSocket:
     def run(self) -> None:
         """Serve the socket until it closes; runs in its own greenlet."""
         runtime = self._runtime
-        runtime.attach(self)
         try:
+            runtime.attach(self)
             if self._since is not None:
                 self._recover(self._since)
             elif self.plan.envelope:

@@ -13,7 +13,9 @@ Django's request handler except two, answered here before Django sees them:
 - ``/healthz/wsloop`` reports the loop's health as JSON, like the websocket pool does.
 
 When the process ends (Ctrl-C, or the autoreloader restarting it after a code change), every
-socket is closed with 1001 GOING_AWAY first, so clients reconnect to the new process.
+socket is sent 1001 GOING_AWAY first, so clients reconnect to the new process. (On Ctrl-C the
+autoreloader kills its child 0.25 s later: the close frames are out by then, but peers may see
+the TCP connection end before they answer.)
 """
 
 from __future__ import annotations
@@ -130,9 +132,10 @@ class DevServer(WSGIServer):
         handler_class: type[socketserver.BaseRequestHandler],
         **kwargs: Any,
     ) -> None:
-        handler = type(handler_class.__name__, (WebSocketRequests, handler_class), {})
-        super().__init__(server_address, handler, **kwargs)
+        # The loop first: if it cannot start, no port is left bound to a server that never runs.
         self.settings = conf.load()
         self.loop = LoopThread(self.settings)
         self.loop.start()
         atexit.register(self.loop.stop, STOP_GRACE_S)
+        handler = type(handler_class.__name__, (WebSocketRequests, handler_class), {})
+        super().__init__(server_address, handler, **kwargs)

@@ -104,10 +104,10 @@ class LoopThread:
             self._hub = gevent.get_hub()
             self._stopped = gevent.event.Event()
             self._runtime = create_runtime(self._settings, cooperative_redis=True)
-        except BaseException as exc:
+        except BaseException as exc:  # start() raises it in the starting thread
             self._failure = exc
             self._ready.set()
-            raise
+            return
         self._ready.set()
         self._stopped.wait()  # the hub serves every greenlet until stop()
 

@@ -25,8 +25,6 @@ from urllib.parse import urlsplit
 import gevent.queue
 import redis
 from gevent import socket as gsocket
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 POOL_TIMEOUT_S = 10.0  # longest wait for a free connection before failing the caller
 SOCKET_TIMEOUT_S = 5.0  # a Redis that stops answering fails the call instead of hanging it
@@ -74,12 +72,13 @@ class SharedConnectionPool:
 class _CooperativeSocket:
     """Connects like redis-py, then serves the connection on a gevent socket.
 
-    The connect itself is blocking (bounded by ``CONNECT_TIMEOUT_S``; refused at once when Redis
-    is down on the same host); every read, write and wait afterwards yields to the hub.
+    redis-py's connect (name lookup, TCP or unix connect, socket options) is blocking: it runs
+    in gevent's pool of native threads while the hub goes on. Every read, write and wait
+    afterwards yields to the hub.
     """
 
     def _connect(self) -> socket.socket:
-        plain: socket.socket = super()._connect()  # type: ignore[misc]
+        plain: socket.socket = gevent.get_hub().threadpool.apply(super()._connect)  # type: ignore[misc]
         timeout = plain.gettimeout()
         cooperative = gsocket.socket(fileno=plain.detach())
         cooperative.settimeout(timeout)
@@ -119,12 +118,12 @@ def cooperative_connection_class(url: str) -> type[redis.Connection]:
 def cooperative_pool(url: str, max_connections: int | None = None) -> redis.BlockingConnectionPool:
     """A pool of gevent sockets whose waiters queue on a gevent queue; for one hub's use only.
 
-    A failed command is retried once at once, on a new connection (redis-py's own backoff
-    sleeps in ``time.sleep``, which would stop the hub)."""
+    Like ``get_pool``'s, its connections never retry a failed command (redis-py's default for
+    pool connections): a retry could apply a publish twice, and a backoff would sleep in
+    ``time.sleep``, which stops the hub."""
     return redis.BlockingConnectionPool.from_url(
         url,
         connection_class=cooperative_connection_class(url),
         queue_class=gevent.queue.LifoQueue,
-        retry=Retry(NoBackoff(), 1),
         **_pool_options(max_connections),
     )

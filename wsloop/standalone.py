@@ -36,6 +36,8 @@ def _closing(start_response: uwsgi_adapter.StartResponse) -> uwsgi_adapter.Start
     connection being closed fails)."""
 
     def start(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
-        return start_response(status, [*headers, ("Connection", "close")], *exc_info)
+        if not any(name.lower() == "connection" for name, _ in headers):
+            headers = [*headers, ("Connection", "close")]
+        return start_response(status, headers, *exc_info)
 
     return start
