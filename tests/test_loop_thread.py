@@ -3,7 +3,9 @@ threads, results and errors coming back, and a loop that keeps answering while R
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import socket
 import threading
 
 import gevent
@@ -72,3 +74,34 @@ def test_stop_ends_the_thread(loop):
     assert loop.running
     loop.stop(timeout_s=1.0)
     assert not loop.running
+
+
+@pytest.fixture
+def unanswering_redis_url():
+    """A port whose listen backlog is full: connecting there hangs until the connect timeout,
+    like a Redis host that is unreachable (lost packets) or slow to resolve."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(0)
+    port = listener.getsockname()[1]
+    fillers = []
+    for _ in range(4):
+        filler = socket.socket()
+        filler.setblocking(False)
+        with contextlib.suppress(BlockingIOError):
+            filler.connect(("127.0.0.1", port))
+        fillers.append(filler)
+    yield f"redis://127.0.0.1:{port}/0"
+    for sock in (*fillers, listener):
+        sock.close()
+
+
+def test_a_hanging_redis_connect_does_not_stop_the_loop(unanswering_redis_url):
+    settings = dataclasses.replace(conf.load(), redis_url=unanswering_redis_url)
+    loop = LoopThread(settings)
+    loop.start()
+    try:
+        loop.submit(loop.runtime.health)  # connects: hangs for the connect timeout (5 s)
+        assert loop.call(lambda: "still serving", timeout_s=1.0) == "still serving"
+    finally:
+        loop.stop(timeout_s=0.5)
