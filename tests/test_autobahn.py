@@ -1,6 +1,7 @@
-"""RFC 6455 conformance: the Autobahn|Testsuite fuzzing client (cases 1.* to 10.*) against the
-websocket pool through nginx. Every case must be OK or INFORMATIONAL (none FAILED, NON-STRICT
-or UNIMPLEMENTED), for the data frames and for the closing handshake.
+"""RFC 6455 conformance: the Autobahn|Testsuite fuzzing client (cases 1.* to 10.*) against each
+deployment (the websocket pool through nginx, the standalone uWSGI, runserver). Every case must
+be OK or INFORMATIONAL (none FAILED, NON-STRICT or UNIMPLEMENTED), for the data frames and for
+the closing handshake.
 
 The socket echoes through the real path: ``publish-session`` sends each message to Redis and
 ``echo`` returns it to the sender; each connection has a session of its own
@@ -20,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from conftest import REPO
-from devstack.stack import Stack, StackConfig
+from devstack.stack import Deployment, Stack, StackConfig
 
 pytestmark = pytest.mark.autobahn
 
@@ -43,10 +44,11 @@ def wstest() -> str:
     return result.stdout.strip().splitlines()[-1]
 
 
-@pytest.fixture(scope="module")
-def conformance_stack() -> Iterator[Stack]:
+@pytest.fixture(scope="module", params=list(Deployment), ids=str)
+def conformance_stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
     config = StackConfig.ephemeral(
         Path(tempfile.mkdtemp(prefix="wsloop-autobahn-")),
+        deployment=request.param,
         env={
             "WSLOOP_MAX_MESSAGE_BYTES": str(17 * MIB),
             "WSLOOP_SEND_QUEUE_BYTES": str(64 * MIB),
