@@ -1,7 +1,9 @@
 """wsloop: real-time server push for Django, in a decoupled gevent websocket loop.
 
-Django code publishes with :func:`publish`; the websocket workers (``wsloop.uwsgi_adapter``)
-push to the browsers. See the README for the wire contract and deployment.
+Django code publishes with :func:`publish`; the websocket loop pushes to the browsers, run by
+the websocket pool (``wsloop.uwsgi_adapter``), one standalone uWSGI (``wsloop.standalone``) or
+``manage.py runserver`` (``wsloop.devserver``). See the README for the wire contract and
+deployment.
 """
 
 from __future__ import annotations
