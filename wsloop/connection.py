@@ -34,6 +34,9 @@ logger = logging.getLogger(__name__)
 
 RECV_BYTES = 64 * 1024  # one read; wsproto keeps partial frames, so any size is correct
 WRITE_BATCH_BYTES = 64 * 1024  # queued frames joined per write when a socket has a backlog
+# After our FIN, how long a closing socket waits for the peer's before closing anyway (a peer
+# that vanished without a FIN holds its greenlet and descriptor this much longer).
+LINGER_TIMEOUT_S = 2.0
 
 
 class WebSocket:
@@ -328,11 +331,20 @@ class WebSocket:
                 self._send(frame)
 
     def _finish(self) -> None:
-        """Flush what is queued (bounded by the close timeout), then close the socket."""
+        """Flush what is queued (bounded by the close timeout), send FIN, wait for the peer's
+        (bounded by ``LINGER_TIMEOUT_S``), then close the socket.
+
+        Closing while the peer's bytes sit unread (a ping behind the frame that failed the
+        connection, say) makes the kernel send an RST, and an RST can destroy what was just
+        sent (the close frame, an echo) before the peer or a proxy reads it: hence the
+        half-close and the drain, as nginx's lingering close does."""
         writer = self._writer
         if writer is not None:
             writer.join(timeout=self._runtime.settings.close_timeout_s)
             writer.kill(block=False)
         with contextlib.suppress(OSError):
-            self._sock.shutdown(socket.SHUT_RDWR)
+            self._sock.shutdown(socket.SHUT_WR)
+            with gevent.Timeout(LINGER_TIMEOUT_S, False):
+                while self._sock.recv(RECV_BYTES):
+                    pass  # discarded: the connection is closing
         self._sock.close()
