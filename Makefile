@@ -50,8 +50,8 @@ run: setup
 	$(PY) -m devstack run --port $(PORT) --deployment $(DEPLOYMENT)
 
 lint: venv
-	$(VENV)/bin/ruff check wsloop app devstack tests loadtest noxfile.py
-	$(VENV)/bin/ruff format --check wsloop app devstack tests loadtest noxfile.py
+	$(VENV)/bin/ruff check wsloop app devstack tests loadtest tools noxfile.py
+	$(VENV)/bin/ruff format --check wsloop app devstack tests loadtest tools noxfile.py
 	$(VENV)/bin/mypy wsloop
 
 unit: venv

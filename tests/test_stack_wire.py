@@ -334,8 +334,9 @@ def test_demo_page_and_static_files(stack, sessions):
         stack, "GET", "/chat/lobby/", headers={"Cookie": f"sessionid={sessions['alice']}"}
     )
     assert status == 200 and b'data-facility="chat-lobby"' in body
-    status, headers, _ = http_request(stack, "GET", "/static/chat/room.js")
-    assert status == 200 and "javascript" in headers["content-type"]
+    for script in ("chat/room.js", "wsloop/wsloop.js", "wsloop/wsloop.classic.js"):
+        status, headers, _ = http_request(stack, "GET", f"/static/{script}")
+        assert status == 200 and "javascript" in headers["content-type"], script
 
 
 def test_ws4redis_publisher_shim_end_to_end(stack):

@@ -7,4 +7,5 @@ urlpatterns = [
     path("chat/<slug:room>/", views.room, name="room"),
     path("chat/<slug:room>/send", views.send, name="send"),
     path("notify", views.notify, name="notify"),
+    path("announce", views.announce, name="announce"),
 ]

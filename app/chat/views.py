@@ -1,5 +1,6 @@
 import json
 
+from django.conf import settings
 from django.contrib.auth.decorators import login_required
 from django.core.cache import cache
 from django.db import connection
@@ -13,6 +14,8 @@ import wsloop
 ROOM_FACILITY = "chat-{room}"
 NOTIFY_FACILITY = "notify"
 MAX_TEXT_CHARS = 2000
+ROOMS = ("lobby", "random", "ops")  # listed in the page; any slug is a room
+HEARTBEATS_BEFORE_DEAD = 3  # the page gives a silent connection up after this many intervals
 
 
 @never_cache
@@ -42,14 +45,21 @@ def index(request: HttpRequest) -> HttpResponse:
 
 @login_required
 def room(request: HttpRequest, room: str) -> HttpResponse:
+    facility = ROOM_FACILITY.format(room=room)
+    heartbeat = getattr(settings, "WSLOOP_HEARTBEAT", None)
+    interval_ms = getattr(settings, "WSLOOP_HEARTBEAT_INTERVAL_S", 0) * 1000
     return render(
         request,
         "chat/room.html",
         {
             "room": room,
-            "facility": ROOM_FACILITY.format(room=room),
+            "rooms": ROOMS,
+            "facility": facility,
             "notify_facility": NOTIFY_FACILITY,
             "groups": sorted(request.user.groups.values_list("name", flat=True)),
+            "online": sorted(wsloop.presence(facility).items()),
+            "heartbeat": heartbeat or "",
+            "heartbeat_timeout_ms": int(interval_ms * HEARTBEATS_BEFORE_DEAD) if heartbeat else 0,
         },
     )
 
@@ -83,4 +93,19 @@ def notify(request: HttpRequest) -> JsonResponse:
     }[target]
     message = json.dumps({"kind": target, "from": request.user.get_username(), "text": text})
     receivers = wsloop.publish(NOTIFY_FACILITY, message, request=request, expire=0, **audience)
+    return JsonResponse({"ok": True, "workers": receivers})
+
+
+@login_required
+@require_POST
+def announce(request: HttpRequest) -> JsonResponse:
+    """A staff-only broadcast: every signed-in page shows it."""
+    if not request.user.is_staff:
+        return JsonResponse({"error": "staff only"}, status=403)
+    text = _text(request)
+    if not text:
+        return JsonResponse({"error": "empty announcement"}, status=400)
+    sender = request.user.get_username()
+    message = json.dumps({"kind": "announcement", "from": sender, "text": text})
+    receivers = wsloop.publish(NOTIFY_FACILITY, message, broadcast=True, expire=0)
     return JsonResponse({"ok": True, "workers": receivers})
