@@ -177,6 +177,17 @@ test("without envelope, payloads are delivered as they are (ws4redis)", () => {
   assert.deepEqual(events.at(-1), ["message", { data: '{"type": "message"}' }]);
 });
 
+test("connect() while connected or waiting to retry opens nothing more", () => {
+  const { ws, timers } = client();
+  ws.connect();
+  assert.equal(FakeSocket.instances.length, 1);
+  FakeSocket.instances[0].drop();
+  ws.connect();
+  assert.equal(FakeSocket.instances.length, 1);
+  timers.fireTimeouts();
+  assert.equal(FakeSocket.instances.length, 2);
+});
+
 test("send() only while open", () => {
   const { ws, socket } = client();
   assert.equal(ws.send("early"), false);

@@ -70,7 +70,7 @@
    * Events (addEventListener or on*): open, message, close, reconnecting, recovered, resync,
    * presence. */
   class WSLoop extends EventTarget {
-    /** @param {import("./wsloop").WSLoopOptions} options */
+    /** @param {object} options WSLoopOptions in wsloop.d.ts */
     constructor(options) {
       super();
       this.options = { ...DEFAULTS, ...options };
@@ -99,9 +99,10 @@
       return `${base}${this.options.facility}?${flags.join("&")}`;
     }
 
+    /** Open the connection (a no-op while one is open or being retried). */
     connect() {
       this.closedByPage = false;
-      this._open();
+      if (!this.socket && this._reconnectTimer === null) this._open();
       return this;
     }
 
@@ -174,7 +175,10 @@
       const delay = backoffDelay(this.attempt, this.options, this.options.random);
       this.attempt += 1;
       this._emit("reconnecting", { attempt: this.attempt, delayMs: delay });
-      this._reconnectTimer = this._timers.setTimeout(() => this._open(), delay);
+      this._reconnectTimer = this._timers.setTimeout(() => {
+        this._reconnectTimer = null;
+        this._open();
+      }, delay);
     }
 
     _watchLiveness() {
