@@ -159,7 +159,7 @@ def test_scaled_to_three_replicas_a_broadcast_reaches_sockets_on_each(compose):
     sockets = []
     try:
         while len(sockets) < 60:
-            sockets.append(room_socket(stack, room, alice).__enter__())
+            sockets.append(room_socket(stack, room, alice))
             if len(sockets) % 10 == 0 and all(
                 r["sockets"] > 0 for r in stack_compose.health("wsloop")
             ):
