@@ -6,6 +6,7 @@ broadcast reaches them all; ``down -v`` removes everything."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import secrets
 import uuid
@@ -79,6 +80,9 @@ def compose(engine, tmp_path_factory) -> Iterator[tuple[Compose, SimpleNamespace
         .replace("change-me-demo-password", "wsloop-demo")
         .replace("WSLOOP_HTTP_PORT=8000", f"WSLOOP_HTTP_PORT={port}")
         .replace("127.0.0.1:8000", f"127.0.0.1:{port}")
+        # One worker per wsloop container: each container's health report is then all of it.
+        .replace("WSLOOP_WS_PROCESSES=2", "WSLOOP_WS_PROCESSES=1")
+        .replace("WSLOOP_DJANGO_PROCESSES=4", "WSLOOP_DJANGO_PROCESSES=2")
     )
     compose = Compose(engine, env_file, f"wsloop-test-{uuid.uuid4().hex[:6]}")
     compose("build")
@@ -156,10 +160,10 @@ def test_scaled_to_three_replicas_a_broadcast_reaches_sockets_on_each(compose):
     stack_compose("up", "-d", "--wait", "--scale", f"wsloop={REPLICAS}")
     alice = login(stack, "alice")
     room = f"r{uuid.uuid4().hex[:8]}"
-    sockets = []
-    try:
+    with contextlib.ExitStack() as opened:
+        sockets = []
         while len(sockets) < 60:
-            sockets.append(room_socket(stack, room, alice))
+            sockets.append(opened.enter_context(room_socket(stack, room, alice)))
             if len(sockets) % 10 == 0 and all(
                 r["sockets"] > 0 for r in stack_compose.health("wsloop")
             ):
@@ -172,6 +176,3 @@ def test_scaled_to_three_replicas_a_broadcast_reaches_sockets_on_each(compose):
         )
         say(stack, room, alice, "to every replica")
         assert all(json.loads(recv(ws))["text"] == "to every replica" for ws in sockets)
-    finally:
-        for ws in sockets:
-            ws.close()
