@@ -24,7 +24,7 @@ MATRIX = {
 
 # The compose tests build and run the images (Debian's Python 3.11, the pinned Django LTS),
 # whatever Python runs pytest: once per `make test` is enough, in the LTS row.
-ONLY_IN_LTS = "not docker"
+LATEST_ROW_SELECTION = "not docker"
 
 
 def suite(name: str, django_requirements: str) -> Callable[[nox.Session], None]:
@@ -33,7 +33,7 @@ def suite(name: str, django_requirements: str) -> Callable[[nox.Session], None]:
         session.install("-r", django_requirements)
         session.install("--no-deps", "-e", ".")
         session.run("python", "-c", "import django, sys; print('Django', django.get_version())")
-        narrowing = [] if name == "lts" else ["-m", ONLY_IN_LTS]
+        narrowing = [] if name == "lts" else ["-m", LATEST_ROW_SELECTION]
         session.run("python", "-m", "pytest", *narrowing, *session.posargs)
 
     return run

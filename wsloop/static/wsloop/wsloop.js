@@ -63,6 +63,8 @@ const DEFAULTS = {
 };
 
 const NO_RETRY_CODES = new Set([1008, 4003]);
+// ws4redis.js options carry no timeout: with heartbeat_msg set, 20 s of silence ends a connection.
+const WS4REDIS_HEARTBEAT_TIMEOUT_MS = 20000;
 
 /** One logical connection to a facility, surviving reconnects.
  * Events (addEventListener or on*): open, message, close, reconnecting, recovered, resync,
@@ -217,7 +219,7 @@ export class WS4Redis {
       facility,
       flags: url.search.slice(1).split("&").filter(Boolean),
       heartbeatMessage: options.heartbeat_msg ?? null,
-      heartbeatTimeoutMs: options.heartbeat_msg ? 20000 : 0,
+      heartbeatTimeoutMs: options.heartbeat_msg ? WS4REDIS_HEARTBEAT_TIMEOUT_MS : 0,
     });
     const call = (name, ...args) => typeof options[name] === "function" && options[name](...args);
     this.client.onopen = () => call("connected");
