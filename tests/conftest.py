@@ -67,6 +67,21 @@ def stack(request: pytest.FixtureRequest) -> Iterator[Stack]:
         yield running
 
 
+@pytest.fixture(scope="session")
+def docker_engine() -> Iterator[object]:
+    """A Docker engine of the suite's own (tests/docker_engine.py), shared by the compose and
+    the Ansible tests, with the local ``debian:bookworm-slim`` base image."""
+    from docker_engine import DockerEngine  # noqa: PLC0415 (imports conftest)
+
+    engine = DockerEngine()
+    engine.start()
+    try:
+        engine.ensure_base_image()
+        yield engine
+    finally:
+        engine.stop()
+
+
 @pytest.hookimpl(hookwrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Iterator[None]:
     """On a failing stack test, attach the tail of every service's log to the report."""

@@ -28,14 +28,8 @@ REPLICAS = 3
 
 
 @pytest.fixture(scope="module")
-def engine() -> Iterator[DockerEngine]:
-    engine = DockerEngine()
-    engine.start()
-    try:
-        engine.ensure_base_image()
-        yield engine
-    finally:
-        engine.stop()
+def engine(docker_engine: DockerEngine) -> DockerEngine:
+    return docker_engine
 
 
 class Compose:
