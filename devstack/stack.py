@@ -271,12 +271,17 @@ class Stack:
             argv.append(f"127.0.0.1:{config.http_port}")
             return [Service("runserver", argv, env, config, signal.SIGINT)]
         uwsgi = find_program("uwsgi")
+        # The websocket workers' metrics files (wsloop.metrics), summed by every scrape.
+        metrics_dir = config.run_dir / "metrics"
+        shutil.rmtree(metrics_dir, ignore_errors=True)
+        metrics_dir.mkdir(parents=True)
+        ws_env = {**env, "PROMETHEUS_MULTIPROC_DIR": str(metrics_dir)}
         if config.deployment is Deployment.STANDALONE:
             argv = [uwsgi, "--ini", str(REPO / "uwsgi/standalone.ini")]
-            return [Service("standalone", argv, env, config)]
+            return [Service("standalone", argv, ws_env, config)]
         return [
             Service("django", [uwsgi, "--ini", str(REPO / "uwsgi/django.ini")], env, config),
-            Service("wsloop", [uwsgi, "--ini", str(REPO / "uwsgi/wsloop.ini")], env, config),
+            Service("wsloop", [uwsgi, "--ini", str(REPO / "uwsgi/wsloop.ini")], ws_env, config),
             Service("nginx", self.nginx_command(), env, config, signal.SIGQUIT),
         ]
 

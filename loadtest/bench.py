@@ -60,7 +60,7 @@ from typing import Any, TypeVar
 import redis
 
 from . import payload, probes, worker
-from .stats import summarize_ms, summarize_ns_as_ms
+from .stats import summarize_ms, summarize_ns_as_ms, timeline
 
 RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
@@ -78,6 +78,9 @@ DEFAULT_LATENCY_DELIVERIES_PER_S = 10_000.0
 DEFAULT_LATENCY_SECONDS = 10.0
 DEFAULT_IDLE_SECONDS = 3.0
 DEFAULT_MAX_SECONDS = 600.0
+# Reconnect storm: every held socket closes and comes back at once. The clients bound it to
+# MAX_INFLIGHT_HANDSHAKES handshakes in flight each, so this rate means "as fast as they can".
+DEFAULT_STORM_RAMP_PER_S = 20_000.0
 WARMUP_SOCKETS = 20
 HEALTH_PROBE_INTERVAL_S = 0.025  # a health check every 25 ms during bursts
 WARMUP_MESSAGES = 5
@@ -88,6 +91,9 @@ PHASE_TIMEOUT_S = 30.0  # a phase gives up this long after it is armed (+ latenc
 CLOSE_TIMEOUT_S = 10.0
 WORKER_START_TIMEOUT_S = 30.0
 SAMPLE_INTERVAL_S = 0.5
+# Time series resolution: a burst lasts a few hundred ms, a latency phase several seconds.
+BURST_BUCKET_S = 0.02
+STEADY_BUCKET_S = 0.5
 SERVER_COUNT_TIMEOUT_S = 20.0
 
 TARGET_SOCKETS = 10_000
@@ -129,6 +135,7 @@ class Options:
     idle_seconds: float
     payload_bytes: int
     max_seconds: float
+    storm_ramp_per_s: float
     quick: bool
     out: Path
 
@@ -202,6 +209,12 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--idle-seconds", type=float, default=None, help="default 3 (quick 1)")
     parser.add_argument("--payload-bytes", type=int, default=payload.DEFAULT_PAYLOAD_BYTES)
     parser.add_argument("--max-seconds", type=float, default=None, help="bound on the whole run")
+    parser.add_argument(
+        "--storm-ramp",
+        type=float,
+        default=DEFAULT_STORM_RAMP_PER_S,
+        help="reconnects/s in the reconnect storm at the end (0: no storm)",
+    )
     parser.add_argument("--quick", action="store_true", help="1000 sockets, short phases, < 30 s")
     parser.add_argument("--out", type=Path, default=None, help="JSON result file")
     args = parser.parse_args(argv)
@@ -246,6 +259,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         idle_seconds=float(pick("idle_seconds", DEFAULT_IDLE_SECONDS)),
         payload_bytes=args.payload_bytes,
         max_seconds=float(pick("max_seconds", DEFAULT_MAX_SECONDS)),
+        storm_ramp_per_s=args.storm_ramp,
         quick=args.quick,
         out=out,
     )
@@ -411,12 +425,15 @@ class ClientPool:
         armed = self.ask([command] * len(self.clients), worker.Armed, 10.0)
         return sum(a.sockets for a in armed)
 
-    def gather(self, timeout_s: float) -> dict[str, Any]:
-        """Wait for every client's ``PhaseResult``; the phase's totals and latency summary."""
+    def gather(self, timeout_s: float, bucket_s: float) -> dict[str, Any]:
+        """Wait for every client's ``PhaseResult``; the phase's totals, latency summary and
+        time series (``bucket_s`` buckets)."""
         results = self.collect(range(len(self.clients)), worker.PhaseResult, timeout_s + 15.0)
         latencies: array[int] = array("q")
+        sent: array[int] = array("q")
         for result in results:
             latencies.frombytes(result.latencies_ns)
+            sent.frombytes(result.sent_ns)
         return {
             "sockets": sum(r.sockets for r in results),
             "deliveries": sum(r.deliveries for r in results),
@@ -429,6 +446,7 @@ class ClientPool:
             "first_ns": min((r.first_ns for r in results if r.first_ns), default=0),
             "last_ns": max((r.last_ns for r in results), default=0),
             "latency": summarize_ns_as_ms(latencies),
+            "over_time": timeline(sent, latencies, bucket_s),
         }
 
     def shutdown(self) -> list[worker.CloseResult]:
@@ -484,6 +502,13 @@ class Server:
 
     def sockets(self) -> int:
         return int(self.health()["sockets"])
+
+    def metrics(self) -> dict[str, float]:
+        """The pool's Prometheus figures (``/metrics/wsloop``, all its workers)."""
+        try:
+            return probes.prometheus_samples(self.options.base_url, "/metrics/wsloop")
+        except OSError as exc:
+            raise BenchError(f"{self.options.base_url}/metrics/wsloop: {exc}") from exc
 
     def wait_sockets(self, count: int, timeout_s: float = SERVER_COUNT_TIMEOUT_S) -> int:
         """Poll the health endpoint until the worker holds ``count`` sockets; the last count."""
@@ -577,6 +602,15 @@ class CpuMeter:
         }
 
 
+def metrics_change(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Counters as the difference over a phase, gauges as they are at its end."""
+    return {
+        name: round(value - before.get(name, 0.0), 3) if name.endswith("_total") else value
+        for name, value in after.items()
+        if name.startswith("wsloop_")
+    }
+
+
 def with_cost_per_delivery(cpu: dict[str, Any], deliveries: int) -> dict[str, Any]:
     """Add CPU microseconds per delivery for each part (what a delivery costs, wherever the
     time went): on a machine where the parts share a few cores, this is the figure to compare."""
@@ -651,6 +685,8 @@ class Bench:
             cpu = CpuMeter(server, pool.pids)
             self.warm_up(server, pool)
             self.measure_idle(server, pool, cpu, redis_at_0)
+            if options.storm_ramp_per_s > 0:
+                self.measure_storm(server, pool, cpu)
             self.measure_fanout(server, pool, cpu)
             self.result["client_status"] = [asdict(s) for s in pool.status()]
             closes = Counter[str]()
@@ -830,7 +866,7 @@ class Bench:
                 )
             receivers = pipe.execute()
             published_ns = time.time_ns()
-            gathered = pool.gather(PHASE_TIMEOUT_S)
+            gathered = pool.gather(PHASE_TIMEOUT_S, BURST_BUCKET_S)
         span_ns = gathered["last_ns"] - first_publish_ns
         result = {
             "kind": "burst",
@@ -880,7 +916,7 @@ class Bench:
             server.redis.publish(
                 channel, payload.encode(phase, seq, time.time_ns(), options.payload_bytes)
             )
-        gathered = pool.gather(options.latency_seconds + PHASE_TIMEOUT_S)
+        gathered = pool.gather(options.latency_seconds + PHASE_TIMEOUT_S, STEADY_BUCKET_S)
         usage = with_cost_per_delivery(cpu.stop(), gathered["deliveries"])
         span_ns = gathered["last_ns"] - first_publish_ns
         return {
@@ -912,9 +948,11 @@ class Bench:
                 BURST_MAX_MESSAGES, max(BURST_MIN_MESSAGES, options.burst_deliveries // subscribers)
             )
             self.log(f"burst: {messages} messages to {subscribers} subscribers")
+            before = server.metrics()
             burst = self.burst(
                 server, pool, options.channel, subscribers=subscribers, messages=messages, cpu=cpu
             )
+            burst["server_metrics"] = metrics_change(before, server.metrics())
             burst["server_sockets"] = held
             self.log(
                 f"  {burst['deliveries']} deliveries in "
@@ -928,7 +966,9 @@ class Bench:
                 f"latency: {options.latency_deliveries_per_s / subscribers:g} msg/s to "
                 f"{subscribers} subscribers for {options.latency_seconds:g} s"
             )
+            before = server.metrics()
             steady = self.latency(server, pool, options.channel, subscribers, cpu)
+            steady["server_metrics"] = metrics_change(before, server.metrics())
             steady["server_sockets"] = held
             lat = steady["latency"]
             self.log(
@@ -948,6 +988,38 @@ class Bench:
             "redis_connections": server.redis_connections(),
             "health": server.health(),
         }
+
+    def measure_storm(self, server: Server, pool: ClientPool, cpu: CpuMeter) -> None:
+        """Every held socket closes and reconnects at once (a deploy, a network blip): how long
+        until all are back, connect times, failures, and what the worker spent on it."""
+        self.check_time("reconnect storm")
+        held = sum(s.open for s in pool.status())
+        self.log(f"reconnect storm: {held} sockets close and come back")
+        pool.close_down_to(0)
+        server.wait_sockets(0)
+        before = server.metrics()
+        cpu.start()
+        reopened = pool.open(
+            self.options.path(self.options.facility), held, self.options.storm_ramp_per_s
+        )
+        storm = {
+            "sockets": held,
+            "open": reopened,
+            "cpu": cpu.stop(),
+            "server_sockets_after": server.wait_sockets(reopened["opened"]),
+            "server_metrics": metrics_change(before, server.metrics()),
+        }
+        handshakes = reopened["opened"] or 1
+        storm["wsloop_cpu_us_per_handshake"] = round(
+            storm["cpu"]["cpu_s"]["wsloop"] * 1e6 / handshakes, 1
+        )
+        self.result["storm"] = storm
+        connect = reopened["connect_ms"]
+        self.log(
+            f"  {reopened['opened']} of {held} back in {reopened['elapsed_s']} s, connect p50 "
+            f"{connect.get('p50_ms')} ms, p99 {connect.get('p99_ms')} ms, "
+            f"failures {reopened['failures_by_kind'] or 0}"
+        )
 
     def after_close(self, server: Server) -> None:
         left = server.wait_sockets(0, timeout_s=10.0)
@@ -1072,6 +1144,7 @@ def render(result: dict[str, Any]) -> str:
                     + " | "
                     + " / ".join(_fmt(cost.get(p)) for p in parts)
                 )
+    lines += _render_server_counts(fanout) + _render_storm(result.get("storm"))
     after = result.get("after_close")
     if after and idle:
         lines += [
@@ -1088,6 +1161,40 @@ def render(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _render_server_counts(fanout: list[dict[str, Any]]) -> list[str]:
+    if not fanout:
+        return []
+    lines = ["  server's own count (/metrics/wsloop): messages sent per phase"]
+    for entry in sorted(fanout, key=lambda e: e["subscribers"]):
+        counted = [
+            entry[kind].get("server_metrics", {}).get("wsloop_messages_sent_total")
+            for kind in ("burst", "latency")
+        ]
+        delivered = [entry[kind]["deliveries"] for kind in ("burst", "latency")]
+        lines.append(
+            f"    {entry['subscribers']:>7,} burst {_fmt(counted[0])} sent / "
+            f"{_fmt(delivered[0])} received, steady {_fmt(counted[1])} / {_fmt(delivered[1])}"
+        )
+    return lines
+
+
+def _render_storm(storm: dict[str, Any] | None) -> list[str]:
+    if not storm:
+        return []
+    opened, connect = storm["open"], storm["open"]["connect_ms"]
+    return [
+        "",
+        f"reconnect storm: {storm['sockets']:,} sockets close and come back at once",
+        f"  back / failures               {_fmt(opened['opened'])} / "
+        f"{_fmt(opened['failures'])} {opened['failures_by_kind'] or ''}",
+        f"  all back after                {_fmt(opened['elapsed_s'])} s "
+        f"({_fmt(opened['ramp_achieved_per_s'])}/s)",
+        f"  connect to 101 p50/p99/max    {_fmt(connect.get('p50_ms'))} / "
+        f"{_fmt(connect.get('p99_ms'))} / {_fmt(connect.get('max_ms'))} ms",
+        f"  wsloop CPU per handshake      {_fmt(storm['wsloop_cpu_us_per_handshake'])} us",
+    ]
+
+
 def _interrupt(signum: int, frame: object) -> None:
     raise KeyboardInterrupt
 
@@ -1099,8 +1206,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = bench.run()
     options.out.parent.mkdir(parents=True, exist_ok=True)
     options.out.write_text(json.dumps(result, indent=2, default=str) + "\n")
+    from .html_report import report_page  # noqa: PLC0415 (matplotlib: not in the client processes)
+
+    report = options.out.with_suffix(".html")
+    report.write_text(report_page(result))
     print(render(result))
-    print(f"\nresults: {options.out}")
+    print(f"\nresults: {options.out}\nreport:  {report}")
     return 1 if result.get("error") else 0
 
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from . import payload, probes
-from .bench import RESULTS_DIR, ClientPool, with_cost_per_delivery
+from .bench import BURST_BUCKET_S, RESULTS_DIR, ClientPool, with_cost_per_delivery
 from .wsclient import HANDSHAKE_GUID
 
 DEFAULT_SOCKETS = 10_000
@@ -184,7 +184,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             before = {k: sum(probes.cpu_s(p) for p in v) for k, v in groups.items()}
             wall = time.monotonic()
             ours.send(("burst", phase, messages, args.payload_bytes))
-            gathered = pool.gather(PHASE_TIMEOUT_S)
+            gathered = pool.gather(PHASE_TIMEOUT_S, BURST_BUCKET_S)
             written_to, started_ns = ours.recv()
             wall = time.monotonic() - wall
             after = {k: sum(probes.cpu_s(p) for p in v) for k, v in groups.items()}

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import redis
+from prometheus_client.parser import text_string_to_metric_families
 
 HTTP_TIMEOUT_S = 5.0
 CLOCK_TICKS_PER_S = os.sysconf("SC_CLK_TCK")
@@ -34,6 +35,17 @@ def http_json(base_url: str, path: str) -> dict[str, Any]:
     with urllib.request.urlopen(base_url + path, timeout=HTTP_TIMEOUT_S) as response:
         data: dict[str, Any] = json.loads(response.read())
         return data
+
+
+def prometheus_samples(base_url: str, path: str) -> dict[str, float]:
+    """GET a Prometheus text exposition; {sample name: value} (labels are not used here)."""
+    with urllib.request.urlopen(base_url + path, timeout=HTTP_TIMEOUT_S) as response:
+        text = response.read().decode()
+    return {
+        sample.name: sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 def rss_kib(pid: int) -> int:

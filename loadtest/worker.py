@@ -126,6 +126,7 @@ class PhaseResult:
     first_ns: int  # time.time_ns() of the first and last delivery (0 if none)
     last_ns: int
     latencies_ns: bytes  # array('q') of received_ns - sent_ns, one per delivery
+    sent_ns: bytes  # array('q') of the publisher's sent_ns, same order (for time series)
     timed_out: bool
 
 
@@ -182,6 +183,7 @@ class _Phase:
     first_ns: int = 0
     last_ns: int = 0
     latencies: array[int] = field(default_factory=lambda: array("q"))
+    sent: array[int] = field(default_factory=lambda: array("q"))
     timer: _Timer | None = None
 
 
@@ -300,6 +302,7 @@ class Worker:
             return
         phase.deliveries += 1
         phase.latencies.append(received_ns - sent_ns)
+        phase.sent.append(sent_ns)
         if not phase.first_ns:
             phase.first_ns = received_ns
         if received_ns > phase.last_ns:  # noqa: PLR1730  (hot path: no call)
@@ -455,6 +458,7 @@ class Worker:
                 first_ns=phase.first_ns,
                 last_ns=phase.last_ns,
                 latencies_ns=phase.latencies.tobytes(),
+                sent_ns=phase.sent.tobytes(),
                 timed_out=timed_out,
             )
         )

@@ -185,6 +185,15 @@ def test_a_socket_through_nginx_receives_what_django_publishes(single):
     assert_push_reaches_a_socket(site(single.hosts[SINGLE_HOST]))
 
 
+def test_metrics_answer_on_the_host_only(single):
+    host = infra(single, SINGLE_HOST)
+    url = "http://127.0.0.1/metrics/wsloop"
+    scrape = f"import urllib.request as u; print(u.urlopen('{url}').read().decode())"
+    assert "wsloop_sockets_open" in host.check_output(f'python3 -c "{scrape}"')
+    # Through the published port the request comes from the Docker bridge: not allowed.
+    assert http_request(site(single.hosts[SINGLE_HOST]), "GET", "/metrics/wsloop")[0] == 403
+
+
 class Requests(threading.Thread):
     """GETs a page back to back until stopped; counts every answer and failure."""
 

@@ -19,7 +19,7 @@ from docker_engine import DockerEngine, run
 
 from conftest import REPO
 from devstack.stack import StackConfig, free_port
-from helpers import login, post_form, recv, wait_until, ws_connect
+from helpers import http_request, login, post_form, recv, wait_until, ws_connect
 
 pytestmark = pytest.mark.docker
 
@@ -46,6 +46,14 @@ class Compose:
             *args,
             timeout_s=timeout_s,
         )
+
+    def metrics(self, service: str = "wsloop") -> list[str]:
+        """``/metrics/wsloop`` of every replica, read where Prometheus would (port 9000)."""
+        script = "import urllib.request as u; print(u.urlopen('http://127.0.0.1:9000/metrics/wsloop').read().decode())"
+        return [
+            self.engine.docker("exec", container, "python3", "-c", script)
+            for container in self("ps", "-q", service).split()
+        ]
 
     def health(self, service: str) -> list[dict[str, object]]:
         """``/healthz/wsloop`` (or Django's ``/healthz``) of every replica of a service."""
@@ -139,6 +147,8 @@ def test_websockets_through_nginx_survive_a_redis_restart(compose):
         wait_until(lambda: stack_compose.health("wsloop")[0]["channels"] >= 1, what="subscribed")
         say(stack, room, alice, "hello from compose")
         assert json.loads(recv(ws))["text"] == "hello from compose"
+        assert "wsloop_sockets_open 1.0" in stack_compose.metrics()[0]
+        assert http_request(stack, "GET", "/metrics/wsloop")[0] == 403  # not through nginx
         stack_compose("restart", "redis")
         wait_until(
             lambda: all(r["status"] == "ok" for r in stack_compose.health("wsloop")),

@@ -163,6 +163,7 @@ class WebSocket:
     def _drop_slow_consumer(self) -> None:
         """Close with SLOW_CONSUMER: the queue is dropped, the close frame sent best effort."""
         self._runtime.metrics.slow_consumers += 1
+        self._runtime.metrics.dropped_frames += len(self._queue) + 1  # + the one that did not fit
         logger.info(
             "closing slow consumer on %s (%d bytes queued)",
             self.plan.facility,

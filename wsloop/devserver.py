@@ -11,6 +11,7 @@ Django's request handler except two, answered here before Django sees them:
   by the ``LoopThread`` with the same protocol core and runtime as under uWSGI. The request
   thread ends at once: a websocket does not keep a thread.
 - ``/healthz/wsloop`` reports the loop's health as JSON, like the websocket pool does.
+- ``/metrics/wsloop`` answers Prometheus, from the loop thread (exact figures: one process).
 
 When the process ends (Ctrl-C, or the autoreloader restarting it after a code change), every
 socket is sent 1001 GOING_AWAY first, so clients reconnect to the new process. (On Ctrl-C the
@@ -38,7 +39,8 @@ from .connection import WebSocket
 from .handshake import Reject
 from .history import Position
 from .loop_thread import LoopThread
-from .server import HEALTH_PATH, decide
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from .server import HEALTH_PATH, METRICS_PATH, decide
 
 HEALTH_TIMEOUT_S = 5.0  # the loop answers in milliseconds; a stuck loop is reported as such
 STOP_GRACE_S = 1.0  # on exit, how long peers get to answer the GOING_AWAY close
@@ -61,6 +63,8 @@ class WebSocketRequests:
         path = urlsplit(self.path).path
         if path == HEALTH_PATH:
             self._answer_health()
+        elif path == METRICS_PATH:
+            self._answer_metrics()
         elif path.startswith(self.server.settings.url):
             self._answer_websocket()
         else:
@@ -76,6 +80,14 @@ class WebSocketRequests:
             return
         status = HTTPStatus.OK if report["redis"] else HTTPStatus.SERVICE_UNAVAILABLE
         self._respond(status, json.dumps(report), "application/json")
+
+    def _answer_metrics(self) -> None:
+        try:
+            body = self.server.loop.call(self.server.loop.runtime.exporter.render, HEALTH_TIMEOUT_S)
+        except TimeoutError:
+            self._respond(HTTPStatus.SERVICE_UNAVAILABLE, "the wsloop thread does not answer\n")
+            return
+        self._respond(HTTPStatus.OK, body.decode(), METRICS_CONTENT_TYPE)
 
     def _answer_websocket(self) -> None:
         environ = self.get_environ()  # type: ignore[attr-defined]

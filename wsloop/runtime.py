@@ -29,6 +29,7 @@ from .envelope import resync_frame
 from .history import UNKNOWN, Incoming, Position, Resync, untag
 from .history_redis import HistoryGap
 from .hub import DISPATCH_BATCH, Hub
+from .metrics import Exporter
 from .presence_store import REFRESHES_PER_TTL, Entry
 from .protocol import CloseCode, encode_ping, encode_text
 from .redis_pool import cooperative_connection_class, cooperative_pool, get_pool
@@ -47,12 +48,13 @@ def yield_to_others() -> None:
 
 @dataclass
 class Metrics:
-    """Counters of one worker (exported by the health endpoint)."""
+    """Counters of one worker (in the health report; ``metrics.Exporter`` exports them)."""
 
     sockets_opened: int = 0
     recoveries: int = 0
     messages_in: int = 0
     messages_out: int = 0
+    dropped_frames: int = 0
     slow_consumers: int = 0
     idle_timeouts: int = 0
 
@@ -75,6 +77,7 @@ class Runtime:
         self.live = gevent.event.Event()
         self.live.set()
         self.metrics = Metrics()
+        self.exporter = Exporter.from_environment(self.figures)
         self.sockets: set[WebSocket] = set()
         self.heartbeat_bytes = settings.heartbeat.encode() if settings.heartbeat else None
         self._started = False
@@ -88,6 +91,7 @@ class Runtime:
         self.broker.start(self._dispatch, self._recover_after_reconnect)
         gevent.spawn(self._ping_forever)
         gevent.spawn(self._refresh_presence_forever)
+        self.exporter.start()
         if self.settings.heartbeat:
             gevent.spawn(self._heartbeat_forever, self.settings.heartbeat)
 
@@ -160,10 +164,20 @@ class Runtime:
             **vars(self.metrics),
         }
 
+    def figures(self) -> dict[str, int]:
+        """The worker's gauges and counters, for ``metrics.Exporter``."""
+        return {
+            "sockets_open": len(self.sockets),
+            "channels": len(self.hub.channels),
+            "redis_reconnects": getattr(self.broker, "reconnects", 0),
+            **vars(self.metrics),
+        }
+
     def shutdown(self) -> None:
         """Close every socket with GOING_AWAY (worker reload or stop)."""
         for websocket in tuple(self.sockets):
             websocket.close(CloseCode.GOING_AWAY, "server restarting")
+        self.exporter.stop()
 
     def _dispatch(self, channel: str, payloads: list[bytes]) -> None:
         if self._buffered is not None:

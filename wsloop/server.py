@@ -29,6 +29,7 @@ from .permissions import Forbidden, check_flags
 logger = logging.getLogger(__name__)
 
 HEALTH_PATH = "/healthz/wsloop"  # the loop's own health report (JSON), beside the websockets
+METRICS_PATH = "/metrics/wsloop"  # Prometheus text format (wsloop.metrics)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,7 @@ def since_of(query_string: str) -> Position | Reject | None:
 
 def is_wsloop_path(path: str, settings: Settings) -> bool:
     """Whether a server that runs Django and wsloop together hands this path to wsloop."""
-    return path == HEALTH_PATH or path.startswith(settings.url)
+    return path in {HEALTH_PATH, METRICS_PATH} or path.startswith(settings.url)
 
 
 def facility_of(path: str, settings: Settings) -> str | None:

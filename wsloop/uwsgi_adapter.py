@@ -29,8 +29,9 @@ django.setup()
 
 from .connection import WebSocket  # noqa: E402
 from .handshake import Reject  # noqa: E402
+from .metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE  # noqa: E402
 from .runtime import get_runtime, shutdown  # noqa: E402
-from .server import HEALTH_PATH, decide  # noqa: E402
+from .server import HEALTH_PATH, METRICS_PATH, decide  # noqa: E402
 
 HEALTH_PATHS = frozenset({"/healthz", HEALTH_PATH})  # the pool's own /healthz is the loop's
 
@@ -66,9 +67,16 @@ def health(start_response: StartResponse) -> list[bytes]:
     return _respond(start_response, status, json.dumps(report), "application/json")
 
 
+def metrics(start_response: StartResponse) -> list[bytes]:
+    body = get_runtime().exporter.render().decode()
+    return _respond(start_response, HTTPStatus.OK, body, METRICS_CONTENT_TYPE)
+
+
 def application(environ: dict[str, Any], start_response: StartResponse) -> list[bytes]:
     if environ.get("PATH_INFO") in HEALTH_PATHS:
         return health(start_response)
+    if environ.get("PATH_INFO") == METRICS_PATH:
+        return metrics(start_response)
     runtime = get_runtime()
     decision = decide(environ, runtime.settings)
     if isinstance(decision, Reject):

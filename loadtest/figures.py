@@ -1,0 +1,65 @@
+"""The headline figures of a ``loadtest.bench`` result, named and with their units: what the
+compare mode puts side by side and the HTML report lists. Missing phases give no figure."""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+
+class Better(enum.Enum):
+    HIGHER = "higher"
+    LOWER = "lower"
+
+
+@dataclass(frozen=True)
+class Figure:
+    name: str
+    value: float
+    unit: str
+    better: Better
+
+
+def key_figures(result: dict[str, Any]) -> list[Figure]:
+    return [*_idle(result.get("idle")), *_fanout(result.get("fanout") or []), *_storm(result)]
+
+
+def _idle(idle: dict[str, Any] | None) -> Iterator[Figure]:
+    if not idle:
+        return
+    connect = idle["ramp"]["connect_ms"]
+    yield Figure("sockets held", idle["server_sockets"], "", Better.HIGHER)
+    yield Figure("connect failures", idle["ramp"]["failures"], "", Better.LOWER)
+    yield Figure("connect p99", connect.get("p99_ms", 0.0), "ms", Better.LOWER)
+    yield Figure("wsloop RSS per socket", idle["wsloop_kib_per_socket"], "KiB", Better.LOWER)
+    yield Figure("nginx RSS per socket", idle["nginx_kib_per_socket"], "KiB", Better.LOWER)
+
+
+def _fanout(fanout: list[dict[str, Any]]) -> Iterator[Figure]:
+    for entry in sorted(fanout, key=lambda e: e["subscribers"]):
+        to = f"{entry['subscribers']:,} subscribers"
+        burst, steady = entry["burst"], entry["latency"]
+        yield Figure(f"burst to {to}", burst["deliveries_per_s"], "deliveries/s", Better.HIGHER)
+        latency = steady["latency"]
+        yield Figure(f"latency p50, {to}", latency.get("p50_ms", 0.0), "ms", Better.LOWER)
+        yield Figure(f"latency p99, {to}", latency.get("p99_ms", 0.0), "ms", Better.LOWER)
+        lost = burst["lost"] + steady["lost"] + burst["duplicates"] + burst["out_of_order"]
+        yield Figure(f"lost, duplicated or reordered, {to}", lost, "", Better.LOWER)
+        cost = burst.get("cpu", {}).get("cpu_us_per_delivery", {}).get("wsloop")
+        if cost is not None:
+            yield Figure(f"wsloop CPU per burst delivery, {to}", cost, "us", Better.LOWER)
+
+
+def _storm(result: dict[str, Any]) -> Iterator[Figure]:
+    storm = result.get("storm")
+    if not storm:
+        return
+    opened = storm["open"]
+    yield Figure("storm: all back after", opened["elapsed_s"], "s", Better.LOWER)
+    yield Figure("storm: connect p99", opened["connect_ms"].get("p99_ms", 0.0), "ms", Better.LOWER)
+    yield Figure("storm: failures", opened["failures"], "", Better.LOWER)
+    yield Figure(
+        "storm: wsloop CPU per handshake", storm["wsloop_cpu_us_per_handshake"], "us", Better.LOWER
+    )

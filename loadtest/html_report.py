@@ -1,0 +1,185 @@
+"""Self-contained HTML reports of ``loadtest.bench`` results: plots (matplotlib, PNG inlined as
+data URIs, no files beside the page) and the headline figures.
+
+python -m loadtest.html_report RESULT.json [-o RESULT.html]   (the bench writes one per run)
+
+One run: deliveries/s and latency p50/p99 over time in every fan-out phase, latency
+percentiles per phase, memory per socket, connect times at the ramp and in the reconnect storm.
+Two runs (``loadtest.compare --html``): both runs' figures and their ratios.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import html
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only, no display
+import matplotlib.pyplot as plt
+from matplotlib.figure import Figure as Plot
+
+from .compare import Row
+from .figures import key_figures
+
+PERCENTILE_KEYS = ("p50_ms", "p90_ms", "p99_ms", "p99.9_ms", "max_ms")
+VERDICT_COLOURS = {"better": "#2a9d4b", "worse": "#c8323c"}
+STYLE = """
+body { font: 14px/1.4 system-ui, sans-serif; margin: 2em auto; max-width: 70em; color: #222 }
+table { border-collapse: collapse } td, th { padding: .2em .8em; border-bottom: 1px solid #ddd }
+td.n { text-align: right; font-variant-numeric: tabular-nums } img { max-width: 100% }
+.better { color: #2a9d4b } .worse { color: #c8323c } .muted { color: #777 }
+"""
+
+
+def _image(plot: Plot) -> str:
+    buffer = io.BytesIO()
+    plot.savefig(buffer, format="png", dpi=90, bbox_inches="tight")
+    plt.close(plot)
+    data = base64.b64encode(buffer.getvalue()).decode()
+    return f'<img alt="plot" src="data:image/png;base64,{data}">'
+
+
+def _page(title: str, body: list[str]) -> str:
+    return (
+        f'<!doctype html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{STYLE}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1>{''.join(body)}</body></html>\n"
+    )
+
+
+def _number(value: float | None) -> str:
+    if value is None:
+        return ""
+    return f"{value:,.0f}" if abs(value) >= 100 else f"{value:,.3g}"
+
+
+def _fanout_over_time(fanout: list[dict[str, Any]]) -> str:
+    plot, axes = plt.subplots(len(fanout), 2, figsize=(11, 3 * len(fanout)), squeeze=False)
+    for row, entry in zip(axes, sorted(fanout, key=lambda e: e["subscribers"]), strict=True):
+        burst, steady = entry["burst"].get("over_time", []), entry["latency"].get("over_time", [])
+        row[0].plot([p["t_s"] for p in burst], [p["deliveries_per_s"] for p in burst], marker=".")
+        row[0].set_title(f"burst to {entry['subscribers']:,}: deliveries/s")
+        for key in ("p50_ms", "p99_ms"):
+            row[1].plot([p["t_s"] for p in steady], [p[key] for p in steady], ".-", label=key[:-3])
+        row[1].set_title(f"steady to {entry['subscribers']:,}: latency (ms)")
+        row[1].legend()
+        for axis in row:
+            axis.set_xlabel("seconds")
+    plot.tight_layout()
+    return _image(plot)
+
+
+def _grouped_bars(groups: dict[str, dict[str, float]], title: str, unit: str, log: bool) -> str:
+    plot, axis = plt.subplots(figsize=(11, 3.5))
+    labels = list(next(iter(groups.values())))
+    width = 0.8 / len(groups)
+    for index, (group, values) in enumerate(groups.items()):
+        positions = [i + index * width for i in range(len(labels))]
+        axis.bar(positions, [values.get(label, 0) for label in labels], width, label=group)
+    axis.set_xticks([i + width * (len(groups) - 1) / 2 for i in range(len(labels))], labels)
+    axis.set_title(title)
+    axis.set_ylabel(unit)
+    if log:
+        axis.set_yscale("log")
+    axis.legend()
+    return _image(plot)
+
+
+def _percentiles(summary: dict[str, Any]) -> dict[str, float]:
+    return {key[:-3]: summary[key] for key in PERCENTILE_KEYS if key in summary}
+
+
+def _figures_table(figures: list[tuple[str, str]]) -> str:
+    rows = "".join(
+        f'<tr><td>{html.escape(name)}</td><td class="n">{value}</td></tr>'
+        for name, value in figures
+    )
+    return f"<table>{rows}</table>"
+
+
+def report_page(result: dict[str, Any]) -> str:
+    machine = result.get("machine", {})
+    body = [
+        f'<p class="muted">{html.escape(str(result.get("started_at", "")))}, '
+        f"{result.get('elapsed_s', '?')} s, {machine.get('nproc')} x "
+        f"{html.escape(str(machine.get('cpu_model')))}, Python {machine.get('python')}</p>",
+        "<h2>Headline figures</h2>",
+        _figures_table([(f"{f.name} ({f.unit})" if f.unit else f.name, _number(f.value))
+                        for f in key_figures(result)]),
+    ]  # fmt: skip
+    fanout = result.get("fanout") or []
+    if fanout:
+        body += ["<h2>Fan-out over time</h2>", _fanout_over_time(fanout)]
+        latency = {
+            f"{e['subscribers']:,} {kind}": _percentiles(e[kind]["latency"])
+            for e in sorted(fanout, key=lambda e: e["subscribers"])
+            for kind in ("burst", "latency")
+        }
+        body += [
+            "<h2>Latency percentiles per phase</h2>",
+            _grouped_bars(latency, "publish to receive", "ms (log)", log=True),
+        ]
+    connect = {}
+    if result.get("idle"):
+        idle = result["idle"]
+        connect[f"ramp ({idle['ramp']['requested']:,})"] = _percentiles(idle["ramp"]["connect_ms"])
+        memory = {"RSS per socket": {"wsloop": idle["wsloop_kib_per_socket"],
+                                     "nginx": idle["nginx_kib_per_socket"]}}  # fmt: skip
+        body += ["<h2>Memory</h2>", _grouped_bars(memory, "idle sockets", "KiB", log=False)]
+    if result.get("storm"):
+        storm = result["storm"]
+        connect[f"storm ({storm['sockets']:,})"] = _percentiles(storm["open"]["connect_ms"])
+    if connect:
+        body += ["<h2>Connect to 101</h2>", _grouped_bars(connect, "handshakes", "ms", log=True)]
+    for warning in result.get("warnings", []):
+        body.append(f'<p class="worse">warning: {html.escape(warning)}</p>')
+    return _page("wsloop load test", body)
+
+
+def comparison_page(results: list[dict[str, Any]], labels: tuple[str, str], rows: list[Row]) -> str:
+    table = "".join(
+        f"<tr><td>{html.escape(r.name)}{f' ({r.unit})' if r.unit else ''}</td>"
+        f'<td class="n">{_number(r.before)}</td><td class="n">{_number(r.after)}</td>'
+        f'<td class="n">{f"{r.ratio:.2f}x" if r.ratio is not None else ""}</td>'
+        f'<td class="{r.verdict}">{r.verdict}</td></tr>'
+        for r in rows
+    )
+    header = "".join(f"<th>{html.escape(h)}</th>" for h in ("figure", *labels, "ratio", ""))
+    body = [f"<table><tr>{header}</tr>{table}</table>"]
+    compared = [r for r in rows if r.ratio is not None]
+    if compared:
+        plot, axis = plt.subplots(figsize=(11, 0.3 * len(compared) + 1))
+        axis.barh(
+            [r.name for r in compared],
+            [r.ratio for r in compared],
+            color=[VERDICT_COLOURS.get(r.verdict, "#888") for r in compared],
+        )
+        axis.axvline(1.0, color="#222", linewidth=0.8)
+        axis.invert_yaxis()
+        axis.set_title(f"{labels[1]} / {labels[0]} (green: better, red: worse beyond noise)")
+        body += ["<h2>Ratios</h2>", _image(plot)]
+    body += [f"<h2>{html.escape(label)}</h2>" + _figures_table(
+        [(f.name, _number(f.value)) for f in key_figures(result)])
+        for label, result in zip(labels, results, strict=True)]  # fmt: skip
+    return _page(f"wsloop load test: {labels[0]} vs {labels[1]}", body)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("result", type=Path)
+    parser.add_argument("-o", "--out", type=Path, help="default: the result's name, .html")
+    args = parser.parse_args(argv)
+    out = args.out or args.result.with_suffix(".html")
+    out.write_text(report_page(json.loads(args.result.read_text())))
+    print(f"report: {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,46 @@
+"""A small ``loadtest.bench`` result, shaped like a real one, for the report and compare tests."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+LATENCY = {"count": 100, "p50_ms": 10.0, "p90_ms": 15.0, "p99_ms": 25.0, "p99.9_ms": 30.0,
+           "max_ms": 31.0}  # fmt: skip
+OVER_TIME = [
+    {"t_s": 0.0, "deliveries_per_s": 9000, "p50_ms": 9.0, "p99_ms": 20.0},
+    {"t_s": 0.5, "deliveries_per_s": 11000, "p50_ms": 11.0, "p99_ms": 26.0},
+]
+RESULT: dict[str, Any] = {
+    "started_at": "2026-11-28T15:00:00+00:00",
+    "elapsed_s": 40.0,
+    "machine": {"nproc": 2, "cpu_model": "test <cpu>", "python": "3.11"},
+    "warnings": [],
+    "idle": {
+        "server_sockets": 10_000,
+        "ramp": {"requested": 10_000, "failures": 0, "connect_ms": dict(LATENCY)},
+        "wsloop_kib_per_socket": 12.8,
+        "nginx_kib_per_socket": 21.7,
+    },
+    "fanout": [
+        {
+            "subscribers": 1000,
+            "burst": {"deliveries_per_s": 1_100_000, "lost": 0, "duplicates": 0,
+                      "out_of_order": 0, "latency": dict(LATENCY), "over_time": OVER_TIME,
+                      "cpu": {"cpu_us_per_delivery": {"wsloop": 0.3}}},
+            "latency": {"lost": 0, "latency": dict(LATENCY), "over_time": OVER_TIME},
+        }
+    ],
+    "storm": {
+        "sockets": 1000,
+        "open": {"opened": 1000, "failures": 0, "elapsed_s": 0.8, "connect_ms": dict(LATENCY)},
+        "wsloop_cpu_us_per_handshake": 370.0,
+    },
+}  # fmt: skip
+
+
+def result(**changes: Any) -> dict[str, Any]:
+    """A copy of RESULT with top-level parts replaced (``storm=None`` drops the storm)."""
+    copied = copy.deepcopy(RESULT)
+    copied.update(changes)
+    return {k: v for k, v in copied.items() if v is not None}

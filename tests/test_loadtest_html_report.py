@@ -1,0 +1,28 @@
+"""loadtest.html_report: one self-contained page per run (plots inlined, text escaped)."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from loadtest_results import result
+
+from loadtest.html_report import main, report_page
+
+
+def test_a_full_run_has_every_plot_inlined_and_nothing_external():
+    page = report_page(result())
+    assert page.count("data:image/png;base64,") == 4  # over time, latency, memory, connect
+    assert not re.search(r'(src|href)="(?!data:)', page)
+    assert "test &lt;cpu&gt;" in page and "<cpu>" not in page
+    assert "storm: all back after (s)" in page
+
+
+def test_a_run_without_phases_still_renders(tmp_path, capsys):
+    aborted = result(idle=None, fanout=None, storm=None, warnings=["run aborted: <boom>"])
+    path = tmp_path / "aborted.json"
+    path.write_text(json.dumps(aborted))
+    assert main([str(path)]) == 0
+    page = path.with_suffix(".html").read_text()
+    assert "data:image" not in page and "run aborted: &lt;boom&gt;" in page
+    assert "report:" in capsys.readouterr().out
