@@ -369,9 +369,14 @@ class ClientPool:
         total: int,
         ramp_per_s: float,
         on_tick: Callable[[], None] | None = None,
+        *,
+        rooms: int = 1,
+        cookies: tuple[str, ...] = (),
     ) -> dict[str, Any]:
         """Open ``total`` sockets on ``path``, spread evenly over the clients, at ``ramp_per_s``
-        in total; what happened (opened, failures by kind, connect-to-101 times)."""
+        in total; what happened (opened, failures by kind, connect-to-101 times). A ``{room}``
+        in ``path`` spreads each client's sockets evenly over ``rooms`` paths; ``cookies``, one
+        per room, log each room's sockets in as that room's user."""
         counts = split(total, len(self.clients))
         rate = ramp_per_s / len(self.clients)
         commands = [
@@ -381,6 +386,8 @@ class ClientPool:
                 rate_per_s=rate,
                 max_inflight=MAX_INFLIGHT_HANDSHAKES,
                 timeout_s=CONNECT_TIMEOUT_S,
+                rooms=rooms,
+                cookies=cookies,
             )
             if count
             else None

@@ -6,7 +6,8 @@ gets exactly one reply. The process is one ``select.epoll`` loop over its socket
 
 Commands and what is measured:
 
-* ``OpenCmd``: open ``count`` sockets on one path at ``rate_per_s`` (a schedule, not a burst:
+* ``OpenCmd``: open ``count`` sockets on one path (or, with ``{room}`` in it, spread evenly over
+  ``rooms`` paths) at ``rate_per_s`` (a schedule, not a burst:
   socket ``i`` starts at ``i / rate_per_s`` seconds, at most ``max_inflight`` connects and
   handshakes at a time). Reply ``OpenResult``: sockets opened, failures by kind (``http-503``,
   ``timeout``, ``refused``, ``eof-in-handshake``, ``oserror-EMFILE``...), the connect-to-101
@@ -56,11 +57,13 @@ EPOLLOUT = select.EPOLLOUT
 
 @dataclass(frozen=True)
 class OpenCmd:
-    path: str
+    path: str  # may contain "{room}": socket i of this process joins room i % rooms
     count: int
     rate_per_s: float
     max_inflight: int
     timeout_s: float
+    rooms: int = 1
+    cookies: tuple[str, ...] = ()  # per room when given: a logged-in user's session per room
 
 
 @dataclass(frozen=True)
@@ -390,9 +393,14 @@ class Worker:
         now = time.monotonic()
         due = min(opening.count, int((now - opening.started_at) * command.rate_per_s) + 1)
         while opening.started < due and opening.inflight < command.max_inflight:
+            room = opening.started % command.rooms
+            path = command.path.format(room=room)
+            cookie = command.cookies[room] if command.cookies else ""
             opening.started += 1
             try:
-                conn = ClientConnection(self, self.host, self.port, command.path, command.timeout_s)
+                conn = ClientConnection(
+                    self, self.host, self.port, path, command.timeout_s, cookie=cookie
+                )
             except OSError as exc:
                 name = errno.errorcode.get(exc.errno or 0, str(exc.errno))
                 opening.failures[f"oserror-{name}"] += 1

@@ -69,8 +69,9 @@ class Sink(Protocol):
         """Watch the socket for writability too (``wanted``) or for readability only."""
 
 
-def handshake_request(host: str, path: str) -> tuple[bytes, bytes]:
-    """The upgrade request for ``path`` and the ``Sec-WebSocket-Accept`` value it must get."""
+def handshake_request(host: str, path: str, cookie: str = "") -> tuple[bytes, bytes]:
+    """The upgrade request for ``path`` (with a ``Cookie`` header when given) and the
+    ``Sec-WebSocket-Accept`` value it must get."""
     key = base64.b64encode(os.urandom(16))
     accept = base64.b64encode(hashlib.sha1(key + HANDSHAKE_GUID).digest())
     request = (
@@ -79,8 +80,7 @@ def handshake_request(host: str, path: str) -> tuple[bytes, bytes]:
         "Upgrade: websocket\r\n"
         "Connection: Upgrade\r\n"
         f"Sec-WebSocket-Key: {key.decode()}\r\n"
-        "Sec-WebSocket-Version: 13\r\n"
-        "\r\n"
+        "Sec-WebSocket-Version: 13\r\n" + (f"Cookie: {cookie}\r\n" if cookie else "") + "\r\n"
     ).encode()
     return request, accept
 
@@ -129,10 +129,12 @@ class ClientConnection:
         "unique",
     )
 
-    def __init__(self, sink: Sink, host: str, port: int, path: str, timeout_s: float) -> None:
+    def __init__(
+        self, sink: Sink, host: str, port: int, path: str, timeout_s: float, *, cookie: str = ""
+    ) -> None:
         """Start a non-blocking connect (raises OSError if even that fails: EMFILE...)."""
         self._sink = sink
-        self._request, self._accept = handshake_request(f"{host}:{port}", path)
+        self._request, self._accept = handshake_request(f"{host}:{port}", path, cookie)
         self._buffer = b""
         self._fragments: list[bytes] = []
         self._out = b""

@@ -7,12 +7,14 @@ integration suite covers the same paths end to end.
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import json
 
 import gevent
 from gevent import socket
 from wsproto.connection import Connection, ConnectionType
-from wsproto.events import CloseConnection, TextMessage
+from wsproto.events import CloseConnection, Ping, TextMessage
 
 from wsloop import conf
 from wsloop.channels import ChannelPlan
@@ -20,7 +22,7 @@ from wsloop.connection import WebSocket
 from wsloop.history import DEFAULT_POLICY, TAG, Incoming, Position, StreamId
 from wsloop.history_redis import HistoryGap, Replay
 from wsloop.protocol import CloseCode
-from wsloop.runtime import Runtime
+from wsloop.runtime import Runtime, sweep_waves
 
 SETTINGS = conf.Settings(
     url="/ws/",
@@ -202,3 +204,46 @@ def test_a_gap_during_a_socket_replay_resyncs_without_resending_what_was_replaye
     messages = received(client)
     assert data_of(messages) == ["m1", "m2", "m3", "m4", "m5"]
     assert {"type": "resync", "reason": "expired"} in messages
+
+
+def test_sweep_waves_cover_every_socket_once_in_at_most_the_asked_number():
+    sockets = tuple(range(45))
+    waves = sweep_waves(sockets, 20)
+    assert len(waves) <= 20 and [s for wave in waves for s in wave] == list(sockets)
+    assert {len(wave) for wave in waves[:-1]} == {3}
+    assert sweep_waves((), 20) == [] and sweep_waves((1,), 20) == [(1,)]
+
+
+def answer_pings(client, pings):
+    """A peer that answers every ping (and counts them) until the server closes."""
+    peer = Connection(ConnectionType.CLIENT)
+    with contextlib.suppress(OSError):
+        while data := client.recv(65536):
+            peer.receive_data(data)
+            for event in peer.events():
+                if isinstance(event, Ping):
+                    pings.append(event.payload)
+                    client.sendall(peer.send(event.response()))
+
+
+def test_pings_keep_an_answering_socket_and_close_a_silent_one():
+    settings = dataclasses.replace(
+        SETTINGS, ping_interval_s=0.2, idle_timeout_s=0.5, close_timeout_s=0.2
+    )
+    runtime = Runtime(settings, ScriptedBus([]))
+    runtime._positions["f"] = None
+    answering, answering_client = open_socket(runtime, envelope=False)
+    silent, silent_client = open_socket(runtime, envelope=False)
+    pings = []
+    gevent.spawn(answer_pings, answering_client, pings)
+    pinger = gevent.spawn(runtime._ping_forever)
+    try:
+        gevent.sleep(1.2)
+        assert ("close", 1001) in received(silent_client, 0.2)
+        gevent.sleep(0.4)  # the silent peer does not answer the close either: close timeout
+        assert silent not in runtime.sockets and answering in runtime.sockets
+        assert len(pings) >= 4  # about one per interval
+        assert runtime.metrics.idle_timeouts == 1
+    finally:
+        pinger.kill()
+        answering.close(CloseCode.GOING_AWAY, "test over")

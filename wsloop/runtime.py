@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import itertools
 import logging
+import math
 import operator
 import os
 import secrets
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import gevent
 import gevent.event
@@ -36,10 +38,16 @@ from .redis_pool import cooperative_connection_class, cooperative_pool, get_pool
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 
 # A zero sleep would only run ready callbacks; a short timer also lets the loop poll sockets,
 # so handshakes, health checks and client frames get their turn during a long broadcast.
 YIELD_PAUSE_S = 0.0001
+# Pings and heartbeats go out in waves spread over their interval, not all at once: the pongs
+# of 10,000 sockets pinged together arrive together, and reading them held a worker's
+# deliveries for 0.25-0.65 s every interval (loadtest.rooms); 20 waves of 500 at 10,000.
+SWEEP_WAVES = 20
 
 
 def yield_to_others() -> None:
@@ -303,26 +311,41 @@ class Runtime:
         """RFC 6455 pings keep proxies from timing out idle sockets and find dead peers: a
         socket that sent nothing (not even a pong) for ``idle_timeout_s`` is dropped."""
         frame = encode_ping()
-        while True:
-            gevent.sleep(self.settings.ping_interval_s)
-            deadline = time.monotonic() - self.settings.idle_timeout_s
-            for index, websocket in enumerate(tuple(self.sockets), 1):
-                if websocket.last_seen < deadline:
-                    self.metrics.idle_timeouts += 1
-                    websocket.close(CloseCode.GOING_AWAY, "idle timeout")
-                else:
-                    websocket.deliver(frame)
-                if index % DISPATCH_BATCH == 0:
-                    yield_to_others()
+
+        def ping(websocket: WebSocket) -> None:
+            if websocket.last_seen < time.monotonic() - self.settings.idle_timeout_s:
+                self.metrics.idle_timeouts += 1
+                websocket.close(CloseCode.GOING_AWAY, "idle timeout")
+            else:
+                websocket.deliver(frame)
+
+        self._sweep_forever(self.settings.ping_interval_s, ping)
 
     def _heartbeat_forever(self, heartbeat: str) -> None:
         frame = encode_text(heartbeat)
+        self._sweep_forever(self.settings.heartbeat_interval_s, lambda ws: ws.deliver(frame))
+
+    def _sweep_forever(self, interval_s: float, visit: Callable[[WebSocket], None]) -> None:
+        """Visit every socket once per ``interval_s``, in ``SWEEP_WAVES`` waves spread over it.
+        A socket opened during a sweep waits for the next one (its first visit comes within two
+        intervals); one closed since is skipped."""
+        pause_s = interval_s / SWEEP_WAVES
         while True:
-            gevent.sleep(self.settings.heartbeat_interval_s)
-            for index, websocket in enumerate(tuple(self.sockets), 1):
-                websocket.deliver(frame)
-                if index % DISPATCH_BATCH == 0:
-                    yield_to_others()
+            waves = sweep_waves(tuple(self.sockets), SWEEP_WAVES)
+            for number in range(SWEEP_WAVES):
+                gevent.sleep(pause_s)
+                for index, websocket in enumerate(waves[number] if number < len(waves) else (), 1):
+                    if websocket in self.sockets:
+                        visit(websocket)
+                    if index % DISPATCH_BATCH == 0:
+                        yield_to_others()
+
+
+def sweep_waves(sockets: Sequence[T], waves: int) -> list[Sequence[T]]:
+    """``sockets`` cut into at most ``waves`` consecutive slices of equal size (the last may be
+    shorter); each socket is in exactly one."""
+    size = max(1, math.ceil(len(sockets) / waves))
+    return [sockets[start : start + size] for start in range(0, len(sockets), size)]
 
 
 def create_runtime(settings: conf.Settings, *, cooperative_redis: bool = False) -> Runtime:
