@@ -639,6 +639,7 @@ class Bench:
         self.result: dict[str, Any] = {}
         self.phase_counter = 0
         self.redis_samples: list[tuple[float, int]] = []
+        self.ramp_samples: list[dict[str, float]] = []
 
     def check_time(self, step: str) -> None:
         if time.monotonic() - self.started > self.options.max_seconds:
@@ -767,6 +768,20 @@ class Bench:
             self.warn(f"the worker still counts {left} sockets after the warm-up closed")
         time.sleep(SETTLE_S)
 
+    def sample_ramp(self, server: Server) -> None:
+        """While sockets open (every ``SAMPLE_INTERVAL_S``): what the server holds and costs."""
+        self.sample_redis(server)
+        self.ramp_samples.append(
+            {
+                "t_s": round(time.monotonic() - self.started, 2),
+                "sockets": server.sockets(),
+                "wsloop_rss_kib": server.rss_kib(),
+                "nginx_rss_kib": server.nginx_rss_kib(),
+                "redis_used_memory_kib": int(server.redis.info("memory")["used_memory"]) // 1024,
+                "redis_connections": self.redis_samples[-1][1],
+            }
+        )
+
     def sample_redis(self, server: Server) -> None:
         count = len(server.redis_connections())
         self.redis_samples.append((round(time.monotonic() - self.started, 2), count))
@@ -782,9 +797,10 @@ class Bench:
             f"baseline RSS {rss_0} KiB; ramp: {options.sockets} sockets at {options.ramp_per_s:g}/s"
         )
         self.check_time("ramp")
+        self.sample_ramp(server)  # the baseline of the series: no sockets yet
         cpu.start()
         ramp = self.open_sockets(
-            pool, options.facility, options.sockets, lambda: self.sample_redis(server)
+            pool, options.facility, options.sockets, lambda: self.sample_ramp(server)
         )
         ramp["cpu"] = cpu.stop()
         self.log(f"opened {ramp['opened']}, failures {ramp['failures_by_kind'] or 0}")
@@ -807,6 +823,7 @@ class Bench:
             "nginx_worker_open_fds": {str(pid): probes.open_fds(pid) for pid in server.nginx_pids},
             "wsloop_rss_kib": {"before": rss_0, "at_n": rss_n, "delta": rss_n - rss_0},
             "wsloop_kib_per_socket": round(per_socket, 2),
+            "over_time": self.ramp_samples,
             "nginx_rss_kib": {"before": nginx_0, "at_n": nginx_n, "delta": nginx_n - nginx_0},
             "nginx_kib_per_socket": round(nginx_per_socket, 2),
             "redis_connections": {

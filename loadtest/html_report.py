@@ -4,7 +4,8 @@ data URIs, no files beside the page) and the headline figures.
 python -m loadtest.html_report RESULT.json [-o RESULT.html]   (the bench writes one per run)
 
 One run: deliveries/s and latency p50/p99 over time in every fan-out phase, latency
-percentiles per phase, memory per socket, connect times at the ramp and in the reconnect storm.
+percentiles per phase, memory per socket (at the end and over the ramp, with Redis's memory),
+connect times at the ramp and in the reconnect storm.
 Two runs (``loadtest.compare --html``): both runs' figures and their ratios.
 """
 
@@ -75,6 +76,30 @@ def _fanout_over_time(fanout: list[dict[str, Any]]) -> str:
     return _image(plot)
 
 
+def _ramp_over_time(samples: list[dict[str, float]]) -> str:
+    """Memory per socket held (wsloop, nginx; over the first sample, taken before any socket
+    opened) and Redis while the sockets open."""
+    first = samples[0]
+    plot, (per_socket, redis) = plt.subplots(1, 2, figsize=(11, 3.5))
+    held = [s for s in samples if s["sockets"] > 0]
+    for part in ("wsloop", "nginx"):
+        key = f"{part}_rss_kib"
+        per_socket.plot(
+            [s["sockets"] for s in held],
+            [(s[key] - first[key]) / s["sockets"] for s in held],
+            ".-",
+            label=part,
+        )
+    per_socket.set_title("RSS per socket held (KiB)")
+    per_socket.set_xlabel("sockets held")
+    per_socket.legend()
+    redis.plot([s["sockets"] for s in samples], [s["redis_used_memory_kib"] for s in samples], ".-")
+    redis.set_title("Redis used memory (KiB)")
+    redis.set_xlabel("sockets held")
+    plot.tight_layout()
+    return _image(plot)
+
+
 def _grouped_bars(groups: dict[str, dict[str, float]], title: str, unit: str, log: bool) -> str:
     plot, axis = plt.subplots(figsize=(11, 3.5))
     labels = list(next(iter(groups.values())))
@@ -132,6 +157,8 @@ def report_page(result: dict[str, Any]) -> str:
         memory = {"RSS per socket": {"wsloop": idle["wsloop_kib_per_socket"],
                                      "nginx": idle["nginx_kib_per_socket"]}}  # fmt: skip
         body += ["<h2>Memory</h2>", _grouped_bars(memory, "idle sockets", "KiB", log=False)]
+        if idle.get("over_time"):
+            body += ["<h2>While the sockets open</h2>", _ramp_over_time(idle["over_time"])]
     if result.get("storm"):
         storm = result["storm"]
         connect[f"storm ({storm['sockets']:,})"] = _percentiles(storm["open"]["connect_ms"])

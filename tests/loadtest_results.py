@@ -21,6 +21,12 @@ RESULT: dict[str, Any] = {
         "ramp": {"requested": 10_000, "failures": 0, "connect_ms": dict(LATENCY)},
         "wsloop_kib_per_socket": 12.8,
         "nginx_kib_per_socket": 21.7,
+        "over_time": [
+            {"t_s": 1.0, "sockets": 0, "wsloop_rss_kib": 58_000, "nginx_rss_kib": 40_000,
+             "redis_used_memory_kib": 1000, "redis_connections": 1},
+            {"t_s": 1.5, "sockets": 1000, "wsloop_rss_kib": 71_000, "nginx_rss_kib": 62_000,
+             "redis_used_memory_kib": 1100, "redis_connections": 2},
+        ],
     },
     "fanout": [
         {

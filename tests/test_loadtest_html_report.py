@@ -12,7 +12,8 @@ from loadtest.html_report import main, report_page
 
 def test_a_full_run_has_every_plot_inlined_and_nothing_external():
     page = report_page(result())
-    assert page.count("data:image/png;base64,") == 4  # over time, latency, memory, connect
+    # fan-out over time, latency, memory, memory over the ramp, connect
+    assert page.count("data:image/png;base64,") == 5
     assert not re.search(r'(src|href)="(?!data:)', page)
     assert "test &lt;cpu&gt;" in page and "<cpu>" not in page
     assert "storm: all back after (s)" in page
