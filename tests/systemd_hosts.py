@@ -74,10 +74,9 @@ class SystemdHosts:
             IMAGE,
         )  # fmt: skip
         self._wait_for_boot(container)
-        self.engine.docker(
-            "cp", str(self.key.with_suffix(".pub")), f"{container}:/root/.ssh/authorized_keys"
-        )
-        self.exec(container, "chown", "root:root", "/root/.ssh/authorized_keys")
+        public_key = self.key.with_suffix(".pub").read_text().strip()
+        authorize = 'printf "%s\\n" "$1" > ~/.ssh/authorized_keys'  # root's home in the host
+        self.exec(container, "sh", "-c", authorize, "sh", public_key)
         inspect = json.loads(self.engine.docker("inspect", container))[0]
         address = inspect["NetworkSettings"]["Networks"][self.network]["IPAddress"]
         return Host(name, container, address, http_port)
