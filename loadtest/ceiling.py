@@ -29,7 +29,9 @@ from pathlib import Path
 from typing import Any
 
 from . import payload, probes
-from .bench import BURST_BUCKET_S, RESULTS_DIR, ClientPool, with_cost_per_delivery
+from .bench import BURST_BUCKET_S, RESULTS_DIR
+from .clients import ClientPool
+from .observe import with_cost_per_delivery
 from .wsclient import HANDSHAKE_GUID
 
 DEFAULT_SOCKETS = 10_000

@@ -57,8 +57,11 @@ def compare(before: dict[str, Any], after: dict[str, Any]) -> list[Row]:
     rows = []
     for name in names:
         a, b = old.get(name), new.get(name)
-        unit = (a or b).unit if (a or b) else ""
-        rows.append(Row(name, unit, a.value if a else None, b.value if b else None, verdict(a, b)))
+        known = a or b  # every name comes from one of the two runs
+        assert known is not None
+        rows.append(
+            Row(name, known.unit, a.value if a else None, b.value if b else None, verdict(a, b))
+        )
     return rows
 
 

@@ -23,7 +23,19 @@ class Figure:
 
 
 def key_figures(result: dict[str, Any]) -> list[Figure]:
-    return [*_idle(result.get("idle")), *_fanout(result.get("fanout") or []), *_storm(result)]
+    return [
+        *_idle(result.get("idle")),
+        *_fanout(result.get("fanout") or []),
+        *_slow_consumers(result),
+        *_storm(result),
+    ]
+
+
+def _slow_consumers(result: dict[str, Any]) -> Iterator[Figure]:
+    slow = result.get("slow_consumers")
+    if slow:
+        yield Figure("slow consumers: lost on open sockets", slow["lost"], "", Better.LOWER)
+        yield Figure("slow consumers: seconds to drain", slow["drain_s"], "s", Better.LOWER)
 
 
 def _idle(idle: dict[str, Any] | None) -> Iterator[Figure]:
@@ -33,7 +45,7 @@ def _idle(idle: dict[str, Any] | None) -> Iterator[Figure]:
     yield Figure("sockets held", idle["server_sockets"], "", Better.HIGHER)
     yield Figure("connect failures", idle["ramp"]["failures"], "", Better.LOWER)
     yield Figure("connect p99", connect.get("p99_ms", 0.0), "ms", Better.LOWER)
-    yield Figure("wsloop RSS per socket", idle["wsloop_kib_per_socket"], "KiB", Better.LOWER)
+    yield Figure("server RSS per socket", idle["server_kib_per_socket"], "KiB", Better.LOWER)
     yield Figure("nginx RSS per socket", idle["nginx_kib_per_socket"], "KiB", Better.LOWER)
 
 
@@ -47,9 +59,9 @@ def _fanout(fanout: list[dict[str, Any]]) -> Iterator[Figure]:
         yield Figure(f"latency p99, {to}", latency.get("p99_ms", 0.0), "ms", Better.LOWER)
         lost = burst["lost"] + steady["lost"] + burst["duplicates"] + burst["out_of_order"]
         yield Figure(f"lost, duplicated or reordered, {to}", lost, "", Better.LOWER)
-        cost = burst.get("cpu", {}).get("cpu_us_per_delivery", {}).get("wsloop")
+        cost = burst.get("cpu", {}).get("cpu_us_per_delivery", {}).get("server")
         if cost is not None:
-            yield Figure(f"wsloop CPU per burst delivery, {to}", cost, "us", Better.LOWER)
+            yield Figure(f"server CPU per burst delivery, {to}", cost, "us", Better.LOWER)
 
 
 def _storm(result: dict[str, Any]) -> Iterator[Figure]:
@@ -61,5 +73,5 @@ def _storm(result: dict[str, Any]) -> Iterator[Figure]:
     yield Figure("storm: connect p99", opened["connect_ms"].get("p99_ms", 0.0), "ms", Better.LOWER)
     yield Figure("storm: failures", opened["failures"], "", Better.LOWER)
     yield Figure(
-        "storm: wsloop CPU per handshake", storm["wsloop_cpu_us_per_handshake"], "us", Better.LOWER
+        "storm: server CPU per handshake", storm["server_cpu_us_per_handshake"], "us", Better.LOWER
     )

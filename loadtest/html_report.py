@@ -3,9 +3,10 @@ data URIs, no files beside the page) and the headline figures.
 
 python -m loadtest.html_report RESULT.json [-o RESULT.html]   (the bench writes one per run)
 
-One run: deliveries/s and latency p50/p99 over time in every fan-out phase, latency
-percentiles per phase, memory per socket (at the end and over the ramp, with Redis's memory),
-connect times at the ramp and in the reconnect storm.
+One run: the whole run over time (sockets, deliveries/s, RSS per socket held, CPU of each part,
+Redis memory, phases marked), deliveries/s and latency p50/p99 over time in every fan-out
+phase, latency percentiles per phase, memory per socket (at the end and over the ramp), the
+slow consumers, connect times at the ramp and in the reconnect storm.
 Two runs (``loadtest.compare --html``): both runs' figures and their ratios.
 """
 
@@ -77,12 +78,12 @@ def _fanout_over_time(fanout: list[dict[str, Any]]) -> str:
 
 
 def _ramp_over_time(samples: list[dict[str, float]]) -> str:
-    """Memory per socket held (wsloop, nginx; over the first sample, taken before any socket
-    opened) and Redis while the sockets open."""
+    """Memory per socket held (the server, nginx; over the first sample, taken before any
+    socket opened) and Redis while the sockets open."""
     first = samples[0]
     plot, (per_socket, redis) = plt.subplots(1, 2, figsize=(11, 3.5))
     held = [s for s in samples if s["sockets"] > 0]
-    for part in ("wsloop", "nginx"):
+    for part in ("server", "nginx"):
         key = f"{part}_rss_kib"
         per_socket.plot(
             [s["sockets"] for s in held],
@@ -98,6 +99,64 @@ def _ramp_over_time(samples: list[dict[str, float]]) -> str:
     redis.set_xlabel("sockets held")
     plot.tight_layout()
     return _image(plot)
+
+
+def _phase_marks(axis: Any, samples: list[dict[str, Any]]) -> None:
+    """A line and a label where the run enters each phase."""
+    previous = None
+    for sample in samples:
+        if sample["phase"] != previous:
+            previous = sample["phase"]
+            axis.axvline(sample["t_s"], color="#bbb", linewidth=0.6)
+            axis.text(sample["t_s"], 1.0, f" {previous}", transform=axis.get_xaxis_transform(),
+                      rotation=90, va="top", fontsize=7, color="#666")  # fmt: skip
+
+
+def _run_over_time(samples: list[dict[str, Any]], name: str) -> str:
+    """The sampler's series: sockets and deliveries/s, RSS per socket held, CPU, Redis."""
+    times = [s["t_s"] for s in samples]
+    plot, axes = plt.subplots(4, 1, figsize=(11, 11), sharex=True)
+    traffic, memory, cpu, redis = axes
+    traffic.plot(times, [s["deliveries_per_s"] for s in samples], label="deliveries/s")
+    traffic.plot(times, [s["sockets"] for s in samples], label="sockets open")
+    traffic.set_title("sockets open and deliveries/s")
+    traffic.legend(loc="upper right")
+    first = samples[0]
+    for part in ("server", "nginx"):
+        key = f"{part}_rss_kib"
+        memory.plot(
+            times,
+            [(s[key] - first[key]) / s["sockets"] if s["sockets"] else None for s in samples],
+            label=name if part == "server" else part,
+        )
+    memory.set_title("RSS per socket held, over the start (KiB)")
+    memory.legend(loc="upper right")
+    for part in samples[0]["cpu_pct_of_one_core"]:
+        label = name if part == "server" else part
+        cpu.plot(times, [s["cpu_pct_of_one_core"].get(part, 0) for s in samples], label=label)
+    cpu.set_title("CPU (% of one core)")
+    cpu.legend(loc="upper right")
+    redis.plot(times, [s["redis_used_memory_kib"] for s in samples])
+    redis.set_title("Redis used memory (KiB)")
+    redis.set_xlabel("seconds since the sampler started")
+    for axis in axes:
+        _phase_marks(axis, samples)
+    plot.tight_layout()
+    return _image(plot)
+
+
+def _slow_consumers_table(slow: dict[str, Any]) -> str:
+    return _figures_table(
+        [
+            ("stalled sockets", _number(slow["sockets"])),
+            ("messages published while they were stalled", _number(slow["messages_each"])),
+            ("got every one after release", _number(slow["complete"])),
+            ("seconds to drain", _number(slow["drain_s"])),
+            ("closed by the server", html.escape(str(slow["closed_by_server"] or 0))),
+            ("lost on sockets left open", _number(slow["lost"])),
+            ("duplicates / reordered", f"{slow['duplicates']} / {slow['out_of_order']}"),
+        ]
+    )
 
 
 def _grouped_bars(groups: dict[str, dict[str, float]], title: str, unit: str, log: bool) -> str:
@@ -130,6 +189,7 @@ def _figures_table(figures: list[tuple[str, str]]) -> str:
 
 def report_page(result: dict[str, Any]) -> str:
     machine = result.get("machine", {})
+    name = result.get("server", {}).get("name", "wsloop")
     body = [
         f'<p class="muted">{html.escape(str(result.get("started_at", "")))}, '
         f"{result.get('elapsed_s', '?')} s, {machine.get('nproc')} x "
@@ -138,6 +198,8 @@ def report_page(result: dict[str, Any]) -> str:
         _figures_table([(f"{f.name} ({f.unit})" if f.unit else f.name, _number(f.value))
                         for f in key_figures(result)]),
     ]  # fmt: skip
+    if result.get("over_time"):
+        body += ["<h2>The whole run</h2>", _run_over_time(result["over_time"], name)]
     fanout = result.get("fanout") or []
     if fanout:
         body += ["<h2>Fan-out over time</h2>", _fanout_over_time(fanout)]
@@ -154,11 +216,13 @@ def report_page(result: dict[str, Any]) -> str:
     if result.get("idle"):
         idle = result["idle"]
         connect[f"ramp ({idle['ramp']['requested']:,})"] = _percentiles(idle["ramp"]["connect_ms"])
-        memory = {"RSS per socket": {"wsloop": idle["wsloop_kib_per_socket"],
+        memory = {"RSS per socket": {name: idle["server_kib_per_socket"],
                                      "nginx": idle["nginx_kib_per_socket"]}}  # fmt: skip
         body += ["<h2>Memory</h2>", _grouped_bars(memory, "idle sockets", "KiB", log=False)]
         if idle.get("over_time"):
             body += ["<h2>While the sockets open</h2>", _ramp_over_time(idle["over_time"])]
+    if result.get("slow_consumers"):
+        body += ["<h2>Slow consumers</h2>", _slow_consumers_table(result["slow_consumers"])]
     if result.get("storm"):
         storm = result["storm"]
         connect[f"storm ({storm['sockets']:,})"] = _percentiles(storm["open"]["connect_ms"])
@@ -166,7 +230,7 @@ def report_page(result: dict[str, Any]) -> str:
         body += ["<h2>Connect to 101</h2>", _grouped_bars(connect, "handshakes", "ms", log=True)]
     for warning in result.get("warnings", []):
         body.append(f'<p class="worse">warning: {html.escape(warning)}</p>')
-    return _page("wsloop load test", body)
+    return _page(f"{name} load test", body)
 
 
 def comparison_page(results: list[dict[str, Any]], labels: tuple[str, str], rows: list[Row]) -> str:
@@ -184,7 +248,7 @@ def comparison_page(results: list[dict[str, Any]], labels: tuple[str, str], rows
         plot, axis = plt.subplots(figsize=(11, 0.3 * len(compared) + 1))
         axis.barh(
             [r.name for r in compared],
-            [r.ratio for r in compared],
+            [r.ratio or 0.0 for r in compared],
             color=[VERDICT_COLOURS.get(r.verdict, "#888") for r in compared],
         )
         axis.axvline(1.0, color="#222", linewidth=0.8)
@@ -194,7 +258,7 @@ def comparison_page(results: list[dict[str, Any]], labels: tuple[str, str], rows
     body += [f"<h2>{html.escape(label)}</h2>" + _figures_table(
         [(f.name, _number(f.value)) for f in key_figures(result)])
         for label, result in zip(labels, results, strict=True)]  # fmt: skip
-    return _page(f"wsloop load test: {labels[0]} vs {labels[1]}", body)
+    return _page(f"load test: {labels[0]} vs {labels[1]}", body)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -117,6 +117,26 @@ def listening_pids(port: int) -> list[int]:
     return sorted(found)
 
 
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and every process descended from it (a server's master and its workers)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        parent = int(stat[stat.rindex(")") + 2 :].split()[1])
+        children.setdefault(parent, []).append(int(entry))
+    tree, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, []))
+    return sorted(tree)
+
+
 def nginx_worker_pids(port: int) -> list[int]:
     return [pid for pid in listening_pids(port) if cmdline(pid).startswith("nginx: worker")]
 

@@ -16,17 +16,18 @@ from __future__ import annotations
 
 import datetime
 import os
-import sys
 import time
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import redis
 
 from . import payload, probes
-from .bench import RESULTS_DIR, STEADY_BUCKET_S, ClientPool, metrics_change
+from .bench import RESULTS_DIR, STEADY_BUCKET_S
+from .clients import ClientPool
+from .observe import cpu_seconds, metrics_change
+from .publishers import use_stack_settings
 from .report import publish, stack_parser
 
 ROOMS = 1000
@@ -73,13 +74,7 @@ def wait_for_channels(base_url: str, rooms: int) -> int:
 def user_sessions(redis_url: str, users: int) -> tuple[str, ...]:
     """A ``sessionid`` cookie per user ``lt<n>``, as Django's login leaves it in a cache
     session (what wsloop's identity reads), written with the demo project's settings."""
-    os.environ.update(
-        {"DJANGO_SETTINGS_MODULE": "project.settings", "DJANGO_DEBUG": "1", "REDIS_URL": redis_url}
-    )
-    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "app"))
-    import django  # noqa: PLC0415 (only this audience needs Django)
-
-    django.setup()
+    use_stack_settings(redis_url, prefix="")
     from django.contrib.auth import SESSION_KEY  # noqa: PLC0415
     from django.contrib.sessions.backends.cache import SessionStore  # noqa: PLC0415
 
@@ -93,10 +88,6 @@ def user_sessions(redis_url: str, users: int) -> tuple[str, ...]:
         session.save()
         cookies.append(f"sessionid={session.session_key}")
     return tuple(cookies)
-
-
-def cpu_seconds(groups: dict[str, list[int]]) -> dict[str, float]:
-    return {name: sum(probes.cpu_s(pid) for pid in pids) for name, pids in groups.items()}
 
 
 def run(args: Any) -> dict[str, Any]:

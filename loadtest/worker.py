@@ -2,7 +2,14 @@
 
 The coordinator (``loadtest.bench``) sends commands over a ``multiprocessing`` pipe; each command
 gets exactly one reply. The process is one ``select.epoll`` loop over its sockets and the pipe
-(no asyncio: see ``wsclient`` for why), with a small timer heap for phase timeouts.
+(no asyncio: see ``wsclient`` for why), with a small timer heap for phase timeouts. Progress
+(sockets open, deliveries and connect failures so far) is written after every poll into this
+process's slots of a shared array that the coordinator reads once a second (``PROGRESS_*``).
+
+A payload is recognised anywhere in a frame (``MAGIC``), so servers that wrap messages in an
+envelope of their own (JSON, Socket.IO's ``42[...]``) are measured too; ``OpenCmd.hello`` frames
+are sent when a socket opens (a subscribe command) and ``OpenCmd.answers`` reply to
+application-level pings.
 
 Commands and what is measured:
 
@@ -20,6 +27,13 @@ Commands and what is measured:
   Per delivery: ``received_ns - sent_ns`` (receive time taken once per read).
 * ``CloseCmd``: close ``count`` sockets with the closing handshake (1000), wait up to
   ``timeout_s`` for the server to finish it, abort what is left. Reply ``CloseResult``.
+* ``StallCmd``: ``count`` open sockets stop reading (a slow consumer: a phone on a bad network,
+  a frozen tab) with a small receive buffer; they are left out of later phases. Reply
+  ``Stalled``.
+* ``ReleaseCmd``: the stalled sockets read again; every payload of the phases published while
+  they were stalled must arrive, in order, or the server must have closed the socket (a
+  slow-consumer close is the contract; silent loss is not). Reply ``Released`` when each one is
+  complete or closed, or at ``timeout_s``.
 * ``StatusCmd``: reply ``Status`` (open sockets, closes the server started, pings answered).
 * ``QuitCmd``: close everything as ``CloseCmd`` does, reply ``CloseResult``, exit.
 """
@@ -34,14 +48,16 @@ import itertools
 import os
 import select
 import signal
+import socket
 import time
 from array import array
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from multiprocessing.connection import Connection
+from typing import Any
 
-from .payload import HEADER_BYTES, MAGIC, PHASE, SENT_NS, SEQ
+from .payload import HEADER_BYTES, MAGIC, MAX_SEQ, PHASE, SENT_NS, SEQ
 from .wsclient import ClientConnection, State
 
 MAX_SOCKETS_PER_PROCESS = 5000  # the open-files limit is 20,000 per process; leave headroom
@@ -50,6 +66,11 @@ TIMEOUT_SWEEP_S = 0.1  # how often connects and handshakes are checked against t
 IDLE_POLL_S = 1.0
 READ_EVENTS = select.EPOLLIN | select.EPOLLHUP | select.EPOLLERR | select.EPOLLRDHUP
 EPOLLOUT = select.EPOLLOUT
+# Shared progress array: PROGRESS_FIELDS slots per client process, written by the process only.
+PROGRESS_OPEN = 0
+PROGRESS_DELIVERIES = 1
+PROGRESS_FAILURES = 2
+PROGRESS_FIELDS = 3
 
 
 # Commands (coordinator -> worker)
@@ -64,6 +85,8 @@ class OpenCmd:
     timeout_s: float
     rooms: int = 1
     cookies: tuple[str, ...] = ()  # per room when given: a logged-in user's session per room
+    hello: tuple[bytes, ...] = ()  # text frames sent when a socket opens; b"{room}" is replaced
+    answers: tuple[tuple[bytes, bytes], ...] = ()  # (frame, reply): application-level pongs
 
 
 @dataclass(frozen=True)
@@ -76,6 +99,18 @@ class ArmCmd:
 @dataclass(frozen=True)
 class CloseCmd:
     count: int
+    timeout_s: float
+
+
+@dataclass(frozen=True)
+class StallCmd:
+    count: int
+    receive_buffer_bytes: int
+
+
+@dataclass(frozen=True)
+class ReleaseCmd:
+    expected: tuple[tuple[int, int], ...]  # (phase, messages) published while stalled
     timeout_s: float
 
 
@@ -141,9 +176,29 @@ class CloseResult:
 
 
 @dataclass
+class Stalled:
+    worker: int
+    sockets: int
+
+
+@dataclass
+class Released:
+    worker: int
+    sockets: int  # stalled sockets released
+    complete: int  # every message of every expected phase, none lost
+    closed_by_server: dict[str, int]  # close code (or "eof") -> count
+    lost: int  # messages missing on sockets the server did not close
+    duplicates: int
+    out_of_order: int
+    drain_s: float  # release to the last socket done
+    timed_out: bool
+
+
+@dataclass
 class Status:
     worker: int
     open: int
+    stalled: int
     server_closes: dict[str, int]  # close code (or "eof") -> count, closes we did not ask for
     pings: int  # server pings answered, over all open sockets
     stale_messages: int  # payloads of a phase that is not armed (late copies)
@@ -191,6 +246,19 @@ class _Phase:
 
 
 @dataclass
+class _Release:
+    expected: dict[int, int]
+    total: int  # messages per socket over all expected phases
+    conns: list[ClientConnection]
+    pending: set[ClientConnection]
+    started_at: float
+    closed_by_server: Counter[str] = field(default_factory=Counter)
+    duplicates: int = 0
+    out_of_order: int = 0
+    timer: _Timer | None = None
+
+
+@dataclass
 class _Closing:
     conns: list[ClientConnection]
     pending: set[ClientConnection]
@@ -202,9 +270,13 @@ class _Closing:
 class Worker:
     """The sink of every socket of this process, and the loop."""
 
-    def __init__(self, pipe: Connection, index: int, host: str, port: int) -> None:
+    def __init__(
+        self, pipe: Connection, index: int, host: str, port: int, progress: Any = None
+    ) -> None:
         self.pipe = pipe
         self.index = index
+        self.progress = progress  # a shared array('q'), or None
+        self.progress_base = index * PROGRESS_FIELDS
         self.host = host
         self.port = port
         self.epoll = select.epoll()
@@ -215,6 +287,12 @@ class Worker:
         self.opening: _Opening | None = None
         self.phase: _Phase | None = None
         self.closing: _Closing | None = None
+        self.stalled: list[ClientConnection] = []  # not read, not in ``conns`` nor ``sockets``
+        self.release: _Release | None = None
+        self.greetings: dict[ClientConnection, list[bytes]] = {}
+        self.answers: dict[bytes, bytes] = {}
+        self.deliveries = 0
+        self.failures = 0
         self.server_closes: Counter[str] = Counter()
         self.stale_messages = 0
         self.other_messages = 0
@@ -245,6 +323,14 @@ class Worker:
                 self._run_timers()
             if self.opening is not None:
                 self._ramp(self.opening)
+            if self.progress is not None:
+                self._report_progress()
+
+    def _report_progress(self) -> None:
+        progress, base = self.progress, self.progress_base
+        progress[base + PROGRESS_OPEN] = len(self.sockets) + len(self.stalled)
+        progress[base + PROGRESS_DELIVERIES] = self.deliveries
+        progress[base + PROGRESS_FAILURES] = self.failures
 
     def _poll_timeout(self) -> float:
         if self.opening is not None:
@@ -280,10 +366,14 @@ class Worker:
             opening.connect_ms.append((time.perf_counter() - conn.started) * 1000.0)
             opening.inflight -= 1
             opening.finished += 1
+        for frame in self.greetings.pop(conn, ()):
+            conn.send_text(frame)
 
     def on_failed(self, conn: ClientConnection, kind: str) -> None:
         self._forget(conn)
         self.pending.discard(conn)
+        self.greetings.pop(conn, None)
+        self.failures += 1
         opening = self.opening
         if opening is not None:
             opening.failures[kind] += 1
@@ -291,18 +381,25 @@ class Worker:
             opening.finished += 1
 
     def on_message(self, conn: ClientConnection, payload: bytes, received_ns: int) -> None:
-        if len(payload) < HEADER_BYTES or not payload.startswith(MAGIC):
-            self.other_messages += 1
-            return
-        phase = self.phase
+        if not payload.startswith(MAGIC):
+            start = payload.find(MAGIC)  # inside another server's envelope
+            if start < 0:
+                self._on_other(conn, payload)
+                return
+            payload = payload[start : start + HEADER_BYTES]
         try:
             phase_id, seq, sent_ns = int(payload[PHASE]), int(payload[SEQ]), int(payload[SENT_NS])
         except ValueError:
             self.other_messages += 1
             return
+        if conn.backlog is not None:
+            self._on_backlog(conn, phase_id, seq)
+            return
+        phase = self.phase
         if phase is None or phase_id != phase.phase or seq >= phase.expected:
             self.stale_messages += 1
             return
+        self.deliveries += 1
         phase.deliveries += 1
         phase.latencies.append(received_ns - sent_ns)
         phase.sent.append(sent_ns)
@@ -324,8 +421,21 @@ class Worker:
             phase.complete += 1
             self._maybe_finish(phase)
 
+    def _on_other(self, conn: ClientConnection, payload: bytes) -> None:
+        reply = self.answers.get(payload)
+        if reply is not None:
+            conn.send_text(reply)
+        self.other_messages += 1
+
     def on_closed(self, conn: ClientConnection) -> None:
         self._forget(conn)
+        release = self.release
+        if release is not None and conn in release.pending:
+            code = str(conn.close_code) if conn.close_code is not None else "eof"
+            release.closed_by_server[code] += 1
+            release.pending.discard(conn)
+            if not release.pending:
+                self._finish_release(release, timed_out=False)
         if conn in self.sockets:  # the server closed it: we did not ask
             self.sockets.discard(conn)
             code = str(conn.close_code) if conn.close_code is not None else "eof"
@@ -358,6 +468,7 @@ class Worker:
             with contextlib.suppress(OSError, ValueError):
                 self.epoll.unregister(self.pipe.fileno())
             self._stop_opening()
+            self._unstall_all()
             self._close(list(self.sockets), 2.0, reply=False, then_exit=True)
             return
         if isinstance(command, OpenCmd):
@@ -366,10 +477,15 @@ class Worker:
             self._arm(command)
         elif isinstance(command, CloseCmd):
             self._close(list(self.sockets)[: command.count], command.timeout_s, True, False)
+        elif isinstance(command, StallCmd):
+            self._stall(command)
+        elif isinstance(command, ReleaseCmd):
+            self._release(command)
         elif isinstance(command, StatusCmd):
             self.pipe.send(self._status())
         elif isinstance(command, QuitCmd):
             self._stop_opening()
+            self._unstall_all()
             self._close(list(self.sockets), command.timeout_s, reply=True, then_exit=True)
         else:
             raise TypeError(f"unknown command {command!r}")
@@ -386,6 +502,7 @@ class Worker:
         if count < command.count:
             opening.failures["over-process-limit"] += command.count - count
         self.opening = opening
+        self.answers = dict(command.answers)
         self._ramp(opening)
 
     def _ramp(self, opening: _Opening) -> None:
@@ -408,6 +525,9 @@ class Worker:
                 continue
             self.conns[conn.fd] = conn
             self.pending.add(conn)
+            if command.hello:
+                label = str(room).encode()
+                self.greetings[conn] = [f.replace(b"{room}", label) for f in command.hello]
             self.epoll.register(conn.fd, READ_EVENTS | EPOLLOUT)
             opening.inflight += 1
         if now >= opening.next_sweep:
@@ -501,10 +621,111 @@ class Worker:
         if closing.then_exit:
             self.running = False
 
+    # slow consumers
+
+    def _stall(self, command: StallCmd) -> None:
+        chosen = list(self.sockets)[: command.count]
+        for conn in chosen:
+            self.sockets.discard(conn)
+            self._forget(conn)  # not polled: the kernel's buffers fill, then the server's queue
+            with contextlib.suppress(OSError):
+                conn.sock.setsockopt(
+                    socket.SOL_SOCKET, socket.SO_RCVBUF, command.receive_buffer_bytes
+                )
+            conn.backlog = {}
+            conn.unique = 0
+            conn.last_seq = -1
+            self.stalled.append(conn)
+        self.pipe.send(Stalled(worker=self.index, sockets=len(chosen)))
+
+    def _unstall(self, conn: ClientConnection) -> None:
+        self.conns[conn.fd] = conn
+        self.epoll.register(conn.fd, READ_EVENTS | EPOLLOUT)
+
+    def _unstall_all(self) -> None:
+        """Before a quit: stalled sockets are ordinary open sockets again."""
+        for conn in self.stalled:
+            conn.backlog = None
+            self._unstall(conn)
+            self.sockets.add(conn)
+        self.stalled = []
+
+    def _release(self, command: ReleaseCmd) -> None:
+        expected = dict(command.expected)
+        conns, self.stalled = self.stalled, []
+        release = _Release(
+            expected=expected,
+            total=sum(expected.values()),
+            conns=conns,
+            pending=set(conns),
+            started_at=time.monotonic(),
+        )
+        self.release = release
+        for conn in conns:
+            self._unstall(conn)
+        if not release.total:
+            release.pending.clear()
+        if release.pending:
+            release.timer = self.call_later(
+                command.timeout_s, lambda: self._finish_release(release, timed_out=True)
+            )
+        else:
+            self._finish_release(release, timed_out=False)
+
+    def _on_backlog(self, conn: ClientConnection, phase_id: int, seq: int) -> None:
+        release = self.release
+        backlog = conn.backlog
+        assert backlog is not None
+        if release is None or seq >= release.expected.get(phase_id, 0):
+            self.stale_messages += 1
+            return
+        seen = backlog.get(phase_id, 0)
+        bit = 1 << seq
+        if seen & bit:
+            release.duplicates += 1
+            return
+        backlog[phase_id] = seen | bit
+        position = phase_id * (MAX_SEQ + 1) + seq  # phases are published one after the other
+        if position < conn.last_seq:
+            release.out_of_order += 1
+        else:
+            conn.last_seq = position
+        conn.unique += 1
+        if conn.unique == release.total and conn in release.pending:
+            release.pending.discard(conn)
+            if not release.pending:
+                self._finish_release(release, timed_out=False)
+
+    def _finish_release(self, release: _Release, *, timed_out: bool) -> None:
+        if self.release is not release:
+            return
+        self.release = None
+        self.cancel(release.timer)
+        lost = 0
+        for conn in release.conns:
+            conn.backlog = None
+            if conn.state is State.OPEN:
+                lost += release.total - conn.unique
+                self.sockets.add(conn)
+        self.pipe.send(
+            Released(
+                worker=self.index,
+                sockets=len(release.conns),
+                complete=sum(1 for conn in release.conns if conn.unique == release.total),
+                closed_by_server=dict(release.closed_by_server),
+                lost=lost,
+                duplicates=release.duplicates,
+                out_of_order=release.out_of_order,
+                drain_s=round(time.monotonic() - release.started_at, 3),
+                timed_out=timed_out,
+            )
+        )
+
     def _status(self) -> Status:
         return Status(
             worker=self.index,
             open=len(self.sockets),
+            stalled=len(self.stalled),
             server_closes=dict(self.server_closes),
             pings=sum(conn.pings for conn in self.sockets),
             stale_messages=self.stale_messages,
@@ -512,10 +733,11 @@ class Worker:
         )
 
 
-def main(pipe: Connection, index: int, host: str, port: int) -> None:
-    """Entry point of a client process (``multiprocessing`` target)."""
+def main(pipe: Connection, index: int, host: str, port: int, progress: Any = None) -> None:
+    """Entry point of a client process (``multiprocessing`` target); ``progress`` is the shared
+    array of ``PROGRESS_FIELDS`` slots per process, or None."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C: the coordinator quits us in order
-    worker = Worker(pipe, index, host, port)
+    worker = Worker(pipe, index, host, port, progress)
     pipe.send(Ready(worker=index, pid=os.getpid()))
     try:
         worker.run()

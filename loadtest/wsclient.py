@@ -105,8 +105,8 @@ def client_frame(opcode: int, payload: bytes) -> bytes:
 
 
 class ClientConnection:
-    """One client websocket. ``seen``, ``unique`` and ``last_seq`` belong to the sink (per-socket
-    delivery tracking, kept here to avoid a dict lookup per frame)."""
+    """One client websocket. ``seen``, ``unique``, ``last_seq`` and ``backlog`` belong to the
+    sink (per-socket delivery tracking, kept here to avoid a dict lookup per frame)."""
 
     __slots__ = (
         "_accept",
@@ -116,6 +116,7 @@ class ClientConnection:
         "_request",
         "_sink",
         "_watching_out",
+        "backlog",
         "close_code",
         "close_sent",
         "deadline",
@@ -146,6 +147,7 @@ class ClientConnection:
         self.seen = 0
         self.unique = 0
         self.last_seq = -1
+        self.backlog: dict[int, int] | None = None
         self.started = time.perf_counter()
         self.deadline = self.started + timeout_s
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
@@ -209,6 +211,11 @@ class ClientConnection:
         if self.state is State.OPEN and not self.close_sent:
             self.close_sent = True
             self._write(client_frame(OP_CLOSE, struct.pack("!H", code)))
+
+    def send_text(self, data: bytes) -> None:
+        """One text message to the server (a subscribe command, an application-level pong)."""
+        if self.state is State.OPEN and not self.close_sent:
+            self._write(client_frame(OP_TEXT, data))
 
     def abort(self) -> None:
         if self.state is State.OPEN or self.state is State.CLOSING:

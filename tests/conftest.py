@@ -54,7 +54,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "stack" not in metafunc.fixturenames:
         return
     marker = metafunc.definition.get_closest_marker("deployments")
-    deployments = marker.args if marker else tuple(Deployment)
+    # Deployment("two-pools") is Deployment.TWO_POOLS: the stack compares deployments with `is`.
+    deployments = tuple(Deployment(name) for name in marker.args) if marker else tuple(Deployment)
     metafunc.parametrize("stack", deployments, indirect=True, scope="session", ids=str)
 
 

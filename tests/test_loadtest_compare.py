@@ -19,11 +19,11 @@ def test_the_same_run_is_the_same_everywhere():
 def test_verdicts_follow_each_figures_direction_beyond_noise():
     faster = result()
     faster["fanout"][0]["burst"]["deliveries_per_s"] *= 2  # higher is better
-    faster["idle"]["wsloop_kib_per_socket"] *= 1 + NOISE / 2  # within noise
+    faster["idle"]["server_kib_per_socket"] *= 1 + NOISE / 2  # within noise
     faster["storm"]["open"]["elapsed_s"] *= 3  # lower is better
     verdicts = {row.name: row.verdict for row in compare(result(), faster)}
     assert verdicts["burst to 1,000 subscribers"] == "better"
-    assert verdicts["wsloop RSS per socket"] == "within noise"
+    assert verdicts["server RSS per socket"] == "within noise"
     assert verdicts["storm: all back after"] == "worse"
 
 

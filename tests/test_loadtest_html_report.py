@@ -12,15 +12,29 @@ from loadtest.html_report import main, report_page
 
 def test_a_full_run_has_every_plot_inlined_and_nothing_external():
     page = report_page(result())
-    # fan-out over time, latency, memory, memory over the ramp, connect
-    assert page.count("data:image/png;base64,") == 5
+    # the whole run, fan-out over time, latency, memory, memory over the ramp, connect
+    assert page.count("data:image/png;base64,") == 6
     assert not re.search(r'(src|href)="(?!data:)', page)
     assert "test &lt;cpu&gt;" in page and "<cpu>" not in page
     assert "storm: all back after (s)" in page
+    assert "<h2>Slow consumers</h2>" in page and "lost on sockets left open" in page
+    assert "<title>wsloop load test</title>" in page
+
+
+def test_a_peer_run_is_named_after_the_peer():
+    page = report_page(result(server={"name": "channels", "pids": [1]}))
+    assert "<title>channels load test</title>" in page
 
 
 def test_a_run_without_phases_still_renders(tmp_path, capsys):
-    aborted = result(idle=None, fanout=None, storm=None, warnings=["run aborted: <boom>"])
+    aborted = result(
+        idle=None,
+        fanout=None,
+        storm=None,
+        over_time=None,
+        slow_consumers=None,
+        warnings=["run aborted: <boom>"],
+    )
     path = tmp_path / "aborted.json"
     path.write_text(json.dumps(aborted))
     assert main([str(path)]) == 0
