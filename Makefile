@@ -17,7 +17,7 @@ export PYENV_VERSION ?= $(shell pyenv versions --bare --skip-aliases 2>/dev/null
 	| grep -E '^3\.1[13]\.[0-9]+$$' | sort -V | paste -sd: -)
 endif
 
-.PHONY: help setup system-deps venv run test unit lint autobahn loadtest clean
+.PHONY: help setup system-deps venv run test unit lint autobahn loadtest loadtest-suite clean
 
 help:
 	@echo "make run       start Redis, both uWSGI pools and nginx on http://127.0.0.1:$(PORT)"
@@ -25,6 +25,7 @@ help:
 	@echo "make test      lint, type-check, then the whole suite on Django LTS and newest (nox)"
 	@echo "make unit      only the tests that need no running services"
 	@echo "make loadtest  measure a running stack (see loadtest/README.md)"
+	@echo "make loadtest-suite  every scenario, each on a fresh stack, one report (and Channels)"
 
 setup: system-deps venv
 
@@ -65,6 +66,9 @@ autobahn: setup
 
 loadtest: venv
 	$(PY) -m loadtest.bench --base-url http://127.0.0.1:$(PORT)
+
+loadtest-suite: venv
+	$(PY) -m loadtest.suite --peer channels
 
 clean:
 	rm -rf var .cache .nox .pytest_cache .mypy_cache .ruff_cache

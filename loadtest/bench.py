@@ -406,7 +406,7 @@ class Bench:
     def enter(self, phase: str) -> None:
         """Name what the run is doing now (the sampler tags its samples with it)."""
         if self.sampler is not None:
-            self.sampler.phase = phase
+            self.sampler.enter(phase)
 
     def run(self) -> dict[str, Any]:
         options = self.options
@@ -448,6 +448,7 @@ class Bench:
                 self.measure_fanout(server, pool, cpu, publisher)
                 self.result["client_status"] = [asdict(s) for s in pool.status()]
             self.result["over_time"] = sampler.samples
+            self.result["phases"] = sampler.phases
             closes = Counter[str]()
             for status in self.result["client_status"]:
                 closes.update(status["server_closes"])
@@ -463,6 +464,7 @@ class Bench:
         finally:
             if self.sampler is not None and "over_time" not in self.result:
                 self.result["over_time"] = self.sampler.samples
+                self.result["phases"] = self.sampler.phases
             if publisher is not None:
                 publisher.close()
             if pool is not None:

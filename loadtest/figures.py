@@ -23,12 +23,59 @@ class Figure:
 
 
 def key_figures(result: dict[str, Any]) -> list[Figure]:
+    """The figures of a result of any of the tools (``tool`` in the result says which)."""
+    tool = result.get("tool", "loadtest.bench")
+    if tool == "loadtest.rooms":
+        return list(_rooms(result))
+    if tool == "loadtest.history":
+        return list(_history(result))
+    if tool == "loadtest.slow_consumer":
+        return list(_slow_consumer(result))
     return [
         *_idle(result.get("idle")),
         *_fanout(result.get("fanout") or []),
         *_slow_consumers(result),
         *_storm(result),
     ]
+
+
+def _rooms(result: dict[str, Any]) -> Iterator[Figure]:
+    if "latency" not in result:
+        return
+    yield Figure("sockets", result["sockets"], "", Better.HIGHER)
+    yield Figure("deliveries/s", result["deliveries_per_s"], "", Better.HIGHER)
+    latency = result["latency"]
+    yield Figure("latency p50", latency.get("p50_ms", 0.0), "ms", Better.LOWER)
+    yield Figure("latency p99", latency.get("p99_ms", 0.0), "ms", Better.LOWER)
+    yield Figure("latency max", latency.get("max_ms", 0.0), "ms", Better.LOWER)
+    lost = result["lost"] + result["duplicates"] + result["out_of_order"]
+    yield Figure("lost, duplicated or reordered", lost, "", Better.LOWER)
+
+
+def _history(result: dict[str, Any]) -> Iterator[Figure]:
+    for entry in result.get("memory", []):
+        yield Figure(
+            f"Redis memory per 1,000 messages of {entry['payload_bytes']} bytes",
+            entry["stream_bytes_per_1000"] / 1024,
+            "KiB",
+            Better.LOWER,
+        )
+    for key in ("replay_single_client", "replay_concurrent"):
+        replay = result.get(key)
+        if replay:
+            count = replay["clients"]
+            name = f"replay to {count} client{'' if count == 1 else 's'} at once"
+            yield Figure(name, replay["messages_recovered_per_s"], "messages/s", Better.HIGHER)
+
+
+def _slow_consumer(result: dict[str, Any]) -> Iterator[Figure]:
+    for key, label in (("quiet", "quiet"), ("with_slow_consumer", "with a slow consumer")):
+        phase = result.get(key)
+        if phase:
+            yield Figure(f"p99, {label}", phase["latency"].get("p99_ms", 0.0), "ms", Better.LOWER)
+            yield Figure(f"lost, {label}", phase["lost"], "", Better.LOWER)
+    if "slow_consumers_closed" in result:
+        yield Figure("slow consumers closed", result["slow_consumers_closed"], "", Better.HIGHER)
 
 
 def _slow_consumers(result: dict[str, Any]) -> Iterator[Figure]:

@@ -77,6 +77,22 @@ def _fanout_over_time(fanout: list[dict[str, Any]]) -> str:
     return _image(plot)
 
 
+def _timeline(points: list[dict[str, Any]]) -> str:
+    """A steady phase's ``stats.timeline``: deliveries/s and latency p50/p99 per bucket."""
+    plot, (rate, latency) = plt.subplots(1, 2, figsize=(11, 3.5))
+    times = [p["t_s"] for p in points]
+    rate.plot(times, [p["deliveries_per_s"] for p in points], ".-")
+    rate.set_title("deliveries/s")
+    for key in ("p50_ms", "p99_ms"):
+        latency.plot(times, [p[key] for p in points], ".-", label=key[:-3])
+    latency.set_title("latency (ms)")
+    latency.legend()
+    for axis in (rate, latency):
+        axis.set_xlabel("seconds")
+    plot.tight_layout()
+    return _image(plot)
+
+
 def _ramp_over_time(samples: list[dict[str, float]]) -> str:
     """Memory per socket held (the server, nginx; over the first sample, taken before any
     socket opened) and Redis while the sockets open."""
@@ -101,26 +117,26 @@ def _ramp_over_time(samples: list[dict[str, float]]) -> str:
     return _image(plot)
 
 
-def _phase_marks(axis: Any, samples: list[dict[str, Any]]) -> None:
+def _phase_marks(axis: Any, phases: list[dict[str, Any]]) -> None:
     """A line and a label where the run enters each phase."""
-    previous = None
-    for sample in samples:
-        if sample["phase"] != previous:
-            previous = sample["phase"]
-            axis.axvline(sample["t_s"], color="#bbb", linewidth=0.6)
-            axis.text(sample["t_s"], 1.0, f" {previous}", transform=axis.get_xaxis_transform(),
-                      rotation=90, va="top", fontsize=7, color="#666")  # fmt: skip
+    for mark in phases:
+        axis.axvline(mark["t_s"], color="#bbb", linewidth=0.6)
+        axis.text(mark["t_s"], 1.0, f" {mark['phase']}", transform=axis.get_xaxis_transform(),
+                  rotation=90, va="top", fontsize=7, color="#666")  # fmt: skip
 
 
-def _run_over_time(samples: list[dict[str, Any]], name: str) -> str:
+def _run_over_time(samples: list[dict[str, Any]], phases: list[dict[str, Any]], name: str) -> str:
     """The sampler's series: sockets and deliveries/s, RSS per socket held, CPU, Redis."""
     times = [s["t_s"] for s in samples]
     plot, axes = plt.subplots(4, 1, figsize=(11, 11), sharex=True)
     traffic, memory, cpu, redis = axes
     traffic.plot(times, [s["deliveries_per_s"] for s in samples], label="deliveries/s")
-    traffic.plot(times, [s["sockets"] for s in samples], label="sockets open")
-    traffic.set_title("sockets open and deliveries/s")
-    traffic.legend(loc="upper right")
+    traffic.set_title("deliveries/s (0.5 s averages) and sockets open")
+    sockets = traffic.twinx()
+    sockets.plot(times, [s["sockets"] for s in samples], color="#e07b00", label="sockets open")
+    sockets.set_ylim(bottom=0)
+    traffic.legend(loc="upper left")
+    sockets.legend(loc="upper right")
     first = samples[0]
     for part in ("server", "nginx"):
         key = f"{part}_rss_kib"
@@ -140,7 +156,7 @@ def _run_over_time(samples: list[dict[str, Any]], name: str) -> str:
     redis.set_title("Redis used memory (KiB)")
     redis.set_xlabel("seconds since the sampler started")
     for axis in axes:
-        _phase_marks(axis, samples)
+        _phase_marks(axis, phases)
     plot.tight_layout()
     return _image(plot)
 
@@ -188,28 +204,43 @@ def _figures_table(figures: list[tuple[str, str]]) -> str:
 
 
 def report_page(result: dict[str, Any]) -> str:
+    name = result.get("server", {}).get("name", "wsloop")
+    return _page(f"{name} load test", report_sections(result))
+
+
+def report_sections(result: dict[str, Any], level: int = 2) -> list[str]:
+    """One result of any tool: when and where, its headline figures, and the plots it has
+    data for; headings at ``level``."""
+
+    def heading(text: str) -> str:
+        return f"<h{level}>{html.escape(text)}</h{level}>"
+
     machine = result.get("machine", {})
     name = result.get("server", {}).get("name", "wsloop")
     body = [
         f'<p class="muted">{html.escape(str(result.get("started_at", "")))}, '
         f"{result.get('elapsed_s', '?')} s, {machine.get('nproc')} x "
         f"{html.escape(str(machine.get('cpu_model')))}, Python {machine.get('python')}</p>",
-        "<h2>Headline figures</h2>",
+        heading("Headline figures"),
         _figures_table([(f"{f.name} ({f.unit})" if f.unit else f.name, _number(f.value))
                         for f in key_figures(result)]),
     ]  # fmt: skip
-    if result.get("over_time"):
-        body += ["<h2>The whole run</h2>", _run_over_time(result["over_time"], name)]
+    over_time = result.get("over_time")
+    if over_time and result.get("tool") == "loadtest.rooms":
+        body += [heading("Over time"), _timeline(over_time)]
+    elif over_time:
+        phases = result.get("phases", [])
+        body += [heading("The whole run"), _run_over_time(over_time, phases, name)]
     fanout = result.get("fanout") or []
     if fanout:
-        body += ["<h2>Fan-out over time</h2>", _fanout_over_time(fanout)]
+        body += [heading("Fan-out over time"), _fanout_over_time(fanout)]
         latency = {
             f"{e['subscribers']:,} {kind}": _percentiles(e[kind]["latency"])
             for e in sorted(fanout, key=lambda e: e["subscribers"])
             for kind in ("burst", "latency")
         }
         body += [
-            "<h2>Latency percentiles per phase</h2>",
+            heading("Latency percentiles per phase"),
             _grouped_bars(latency, "publish to receive", "ms (log)", log=True),
         ]
     connect = {}
@@ -218,19 +249,19 @@ def report_page(result: dict[str, Any]) -> str:
         connect[f"ramp ({idle['ramp']['requested']:,})"] = _percentiles(idle["ramp"]["connect_ms"])
         memory = {"RSS per socket": {name: idle["server_kib_per_socket"],
                                      "nginx": idle["nginx_kib_per_socket"]}}  # fmt: skip
-        body += ["<h2>Memory</h2>", _grouped_bars(memory, "idle sockets", "KiB", log=False)]
+        body += [heading("Memory"), _grouped_bars(memory, "idle sockets", "KiB", log=False)]
         if idle.get("over_time"):
-            body += ["<h2>While the sockets open</h2>", _ramp_over_time(idle["over_time"])]
+            body += [heading("While the sockets open"), _ramp_over_time(idle["over_time"])]
     if result.get("slow_consumers"):
-        body += ["<h2>Slow consumers</h2>", _slow_consumers_table(result["slow_consumers"])]
+        body += [heading("Slow consumers"), _slow_consumers_table(result["slow_consumers"])]
     if result.get("storm"):
         storm = result["storm"]
         connect[f"storm ({storm['sockets']:,})"] = _percentiles(storm["open"]["connect_ms"])
     if connect:
-        body += ["<h2>Connect to 101</h2>", _grouped_bars(connect, "handshakes", "ms", log=True)]
+        body += [heading("Connect to 101"), _grouped_bars(connect, "handshakes", "ms", log=True)]
     for warning in result.get("warnings", []):
         body.append(f'<p class="worse">warning: {html.escape(warning)}</p>')
-    return _page(f"{name} load test", body)
+    return body
 
 
 def comparison_page(results: list[dict[str, Any]], labels: tuple[str, str], rows: list[Row]) -> str:
@@ -259,6 +290,26 @@ def comparison_page(results: list[dict[str, Any]], labels: tuple[str, str], rows
         [(f.name, _number(f.value)) for f in key_figures(result)])
         for label, result in zip(labels, results, strict=True)]  # fmt: skip
     return _page(f"load test: {labels[0]} vs {labels[1]}", body)
+
+
+def suite_page(title: str, scenarios: list[tuple[str, dict[str, Any] | None]]) -> str:
+    """Several results on one page (``loadtest.suite``); a scenario without a result (it
+    failed) says so."""
+    body = [
+        "<ul>"
+        + "".join(f'<li><a href="#s{i}">{html.escape(name)}</a></li>'
+                  for i, (name, _) in enumerate(scenarios))
+        + "</ul>"
+    ]  # fmt: skip
+    for index, (name, result) in enumerate(scenarios):
+        body.append(f'<h2 id="s{index}">{html.escape(name)}</h2>')
+        if result is None:
+            body.append('<p class="worse">no result: the scenario failed (see the log)</p>')
+        else:
+            body += report_sections(result, level=3)
+            if result.get("error"):
+                body.append(f'<p class="worse">error: {html.escape(str(result["error"]))}</p>')
+    return _page(title, body)
 
 
 def main(argv: list[str] | None = None) -> int:

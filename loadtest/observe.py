@@ -256,6 +256,7 @@ class Sampler:
         self.log = log
         self.phase = "start"
         self.samples: list[dict[str, Any]] = []
+        self.phases: list[dict[str, Any]] = []  # when the run entered each phase
         self._started = time.monotonic()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True, name="sampler")
@@ -263,6 +264,11 @@ class Sampler:
     def __enter__(self) -> Sampler:
         self._thread.start()
         return self
+
+    def enter(self, phase: str) -> None:
+        """The run is in ``phase`` from now on (samples are tagged with it)."""
+        self.phase = phase
+        self.phases.append({"t_s": round(time.monotonic() - self._started, 3), "phase": phase})
 
     def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
@@ -296,15 +302,25 @@ class Sampler:
             self.samples.append(sample)
             last_cpu, last_deliveries, last_t = cpu, progress.deliveries, t
             if len(self.samples) % PROGRESS_EVERY_SAMPLES == 0:
-                self.log(self._line(sample))
+                self.log(self._line(self.samples[-PROGRESS_EVERY_SAMPLES:]))
 
-    def _line(self, sample: dict[str, Any]) -> str:
-        cpu = sample["cpu_pct_of_one_core"]
+    def _line(self, recent: list[dict[str, Any]]) -> str:
+        """The last second: averages over its samples (one message a second to 10,000 sockets
+        lands in every other sample), the latest socket count and RSS."""
+        last = recent[-1]
+
+        def mean(values: list[float]) -> float:
+            return sum(values) / len(values)
+
+        deliveries = mean([s["deliveries_per_s"] for s in recent])
+        cpu = {
+            part: mean([s["cpu_pct_of_one_core"].get(part, 0.0) for s in recent])
+            for part in ("server", "nginx", "clients")
+        }
         return (
-            f"  .. {sample['phase']}: {sample['sockets']:,} open, "
-            f"{sample['deliveries_per_s']:,} deliveries/s, {self.server.name} "
-            f"{cpu.get('server', 0):.0f} % CPU {sample['server_rss_kib'] / 1024:,.0f} MiB, "
-            f"nginx {cpu.get('nginx', 0):.0f} %, clients {cpu.get('clients', 0):.0f} %"
+            f"  .. {last['phase']}: {last['sockets']:,} open, {deliveries:,.0f} deliveries/s, "
+            f"{self.server.name} {cpu['server']:.0f} % CPU {last['server_rss_kib'] / 1024:,.0f} "
+            f"MiB, nginx {cpu['nginx']:.0f} %, clients {cpu['clients']:.0f} %"
         )
 
 

@@ -40,6 +40,7 @@ RESULT: dict[str, Any] = {
     ],
     "slow_consumers": {"sockets": 10, "messages_each": 300, "complete": 10, "drain_s": 0.2,
                        "closed_by_server": {}, "lost": 0, "duplicates": 0, "out_of_order": 0},
+    "phases": [{"t_s": 0.1, "phase": "ramp"}, {"t_s": 0.9, "phase": "burst 1,000"}],
     "over_time": [
         {"t_s": 0.5, "phase": "ramp", "sockets": 0, "deliveries_per_s": 0, "server_rss_kib": 58_000,
          "nginx_rss_kib": 40_000, "redis_used_memory_kib": 1000,

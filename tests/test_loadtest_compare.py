@@ -49,3 +49,33 @@ def test_the_command_prints_the_table_and_writes_the_page(tmp_path, capsys):
     assert "worse" in printed
     assert page.read_text().count("data:image/png;base64,") == 1
     assert render([], ("a", "b")).startswith("figure")
+
+
+ROOMS = {"tool": "loadtest.rooms", "sockets": 10_000, "deliveries_per_s": 9958, "lost": 0,
+         "duplicates": 0, "out_of_order": 0,
+         "latency": {"p50_ms": 0.37, "p99_ms": 8.8, "max_ms": 49.0}}  # fmt: skip
+HISTORY = {"tool": "loadtest.history",
+           "memory": [{"payload_bytes": 100, "stream_bytes_per_1000": 185_144}],
+           "replay_concurrent": {"clients": 100, "messages_recovered_per_s": 79_000}}  # fmt: skip
+SLOW = {"tool": "loadtest.slow_consumer", "slow_consumers_closed": 1,
+        "quiet": {"lost": 0, "latency": {"p99_ms": 83.5}},
+        "with_slow_consumer": {"lost": 0, "latency": {"p99_ms": 138.4}}}  # fmt: skip
+
+
+def test_every_tools_results_have_figures_to_compare():
+    worse_rooms = copy.deepcopy(ROOMS) | {"lost": 3}
+    verdicts = {row.name: row.verdict for row in compare(ROOMS, worse_rooms)}
+    assert verdicts["lost, duplicated or reordered"] == "worse"
+    assert verdicts["latency p99"] == "same"
+    names = [row.name for row in compare(HISTORY, HISTORY)]
+    assert names == [
+        "Redis memory per 1,000 messages of 100 bytes",
+        "replay to 100 clients at once",
+    ]
+    assert {row.name for row in compare(SLOW, SLOW)} == {
+        "p99, quiet",
+        "lost, quiet",
+        "p99, with a slow consumer",
+        "lost, with a slow consumer",
+        "slow consumers closed",
+    }
