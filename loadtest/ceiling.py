@@ -29,9 +29,10 @@ from pathlib import Path
 from typing import Any
 
 from . import payload, probes
-from .bench import BURST_BUCKET_S, RESULTS_DIR
+from .bench import BURST_BUCKET_S
 from .clients import ClientPool
 from .observe import with_cost_per_delivery
+from .options import RESULTS_DIR
 from .wsclient import HANDSHAKE_GUID
 
 DEFAULT_SOCKETS = 10_000

@@ -21,7 +21,7 @@ from multiprocessing.connection import wait as wait_for_pipes
 from multiprocessing.process import BaseProcess
 from typing import Any, TypeVar
 
-from . import worker
+from . import messages, worker
 from .stats import summarize_ms, summarize_ns_as_ms, timeline
 
 CONNECT_TIMEOUT_S = 15.0
@@ -92,7 +92,7 @@ class ClientPool:
             client.process.start()
         for client, ready in zip(
             self.clients,
-            self.collect(range(count), worker.Ready, WORKER_START_TIMEOUT_S),
+            self.collect(range(count), messages.Ready, WORKER_START_TIMEOUT_S),
             strict=True,
         ):
             client.pid = ready.pid
@@ -162,8 +162,8 @@ class ClientPool:
                 on_tick()
         return [replies[i] for i in sorted(replies)]
 
-    def status(self) -> list[worker.Status]:
-        return self.ask([worker.StatusCmd()] * len(self.clients), worker.Status, 10.0)
+    def status(self) -> list[messages.Status]:
+        return self.ask([messages.StatusCmd()] * len(self.clients), messages.Status, 10.0)
 
     def open(
         self,
@@ -182,7 +182,7 @@ class ClientPool:
         counts = split(total, len(self.clients))
         rate = ramp_per_s / len(self.clients)
         commands = [
-            worker.OpenCmd(
+            messages.OpenCmd(
                 path=path,
                 count=count,
                 rate_per_s=rate,
@@ -198,7 +198,7 @@ class ClientPool:
             for count in counts
         ]
         timeout_s = total / ramp_per_s + CONNECT_TIMEOUT_S + 30.0
-        replies = self.ask(commands, worker.OpenResult, timeout_s, on_tick)
+        replies = self.ask(commands, messages.OpenResult, timeout_s, on_tick)
         failures = Counter[str]()
         connect_ms: list[float] = []
         for reply in replies:
@@ -225,26 +225,29 @@ class ClientPool:
             index = max(range(len(opens)), key=lambda i: opens[i] - to_close[i])
             to_close[index] += 1
         self.ask(
-            [worker.CloseCmd(count=n, timeout_s=CLOSE_TIMEOUT_S) if n else None for n in to_close],
-            worker.CloseResult,
+            [
+                messages.CloseCmd(count=n, timeout_s=CLOSE_TIMEOUT_S) if n else None
+                for n in to_close
+            ],
+            messages.CloseResult,
             CLOSE_TIMEOUT_S + 10.0,
         )
 
     def stall(self, count: int) -> int:
         """``count`` open sockets, spread over the processes, stop reading; how many did."""
         commands = [
-            worker.StallCmd(count=n, receive_buffer_bytes=STALLED_RECEIVE_BUFFER_BYTES)
+            messages.StallCmd(count=n, receive_buffer_bytes=STALLED_RECEIVE_BUFFER_BYTES)
             if n
             else None
             for n in split(count, len(self.clients))
         ]
-        return sum(r.sockets for r in self.ask(commands, worker.Stalled, 10.0))
+        return sum(r.sockets for r in self.ask(commands, messages.Stalled, 10.0))
 
     def release(self, expected: Sequence[tuple[int, int]], timeout_s: float) -> dict[str, Any]:
         """The stalled sockets read again; what they got of the ``(phase, messages)`` published
         while they were stalled (complete, closed by the server and how, lost)."""
-        command = worker.ReleaseCmd(expected=tuple(expected), timeout_s=timeout_s)
-        replies = self.ask([command] * len(self.clients), worker.Released, timeout_s + 10.0)
+        command = messages.ReleaseCmd(expected=tuple(expected), timeout_s=timeout_s)
+        replies = self.ask([command] * len(self.clients), messages.Released, timeout_s + 10.0)
         closes = Counter[str]()
         for reply in replies:
             closes.update(reply.closed_by_server)
@@ -262,14 +265,14 @@ class ClientPool:
 
     def arm(self, phase: int, expected: int, timeout_s: float) -> int:
         """Start counting ``phase`` on every open socket; the number of sockets armed."""
-        command = worker.ArmCmd(phase=phase, expected=expected, timeout_s=timeout_s)
-        armed = self.ask([command] * len(self.clients), worker.Armed, 10.0)
+        command = messages.ArmCmd(phase=phase, expected=expected, timeout_s=timeout_s)
+        armed = self.ask([command] * len(self.clients), messages.Armed, 10.0)
         return sum(a.sockets for a in armed)
 
     def gather(self, timeout_s: float, bucket_s: float) -> dict[str, Any]:
         """Wait for every client's ``PhaseResult``; the phase's totals, latency summary and
         time series (``bucket_s`` buckets)."""
-        results = self.collect(range(len(self.clients)), worker.PhaseResult, timeout_s + 15.0)
+        results = self.collect(range(len(self.clients)), messages.PhaseResult, timeout_s + 15.0)
         latencies: array[int] = array("q")
         sent: array[int] = array("q")
         for result in results:
@@ -290,17 +293,17 @@ class ClientPool:
             "over_time": timeline(sent, latencies, bucket_s),
         }
 
-    def shutdown(self) -> list[worker.CloseResult]:
+    def shutdown(self) -> list[messages.CloseResult]:
         """Close every socket (closing handshake), stop the processes; never raises."""
-        results: list[worker.CloseResult] = []
+        results: list[messages.CloseResult] = []
         alive = [c for c in self.clients if c.process.is_alive()]
         for client in alive:
             with contextlib.suppress(OSError, ValueError):
-                client.pipe.send(worker.QuitCmd(timeout_s=CLOSE_TIMEOUT_S))
+                client.pipe.send(messages.QuitCmd(timeout_s=CLOSE_TIMEOUT_S))
         with contextlib.suppress(BenchError, OSError):
             results = self.collect(
                 [c.index for c in alive],
-                worker.CloseResult,
+                messages.CloseResult,
                 CLOSE_TIMEOUT_S + 10.0,
                 skip_others=True,
             )

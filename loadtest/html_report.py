@@ -152,8 +152,15 @@ def _run_over_time(samples: list[dict[str, Any]], phases: list[dict[str, Any]], 
         cpu.plot(times, [s["cpu_pct_of_one_core"].get(part, 0) for s in samples], label=label)
     cpu.set_title("CPU (% of one core)")
     cpu.legend(loc="upper right")
-    redis.plot(times, [s["redis_used_memory_kib"] for s in samples])
-    redis.set_title("Redis used memory (KiB)")
+    redis.plot(times, [s["redis_used_memory_kib"] for s in samples], label="used memory (KiB)")
+    redis.set_title("Redis: used memory (KiB) and connected clients")
+    redis.legend(loc="upper left")
+    if "redis_connected_clients" in samples[0]:
+        clients = redis.twinx()
+        clients.plot(times, [s["redis_connected_clients"] for s in samples], color="#e07b00",
+                     label="connected clients")  # fmt: skip
+        clients.set_ylim(bottom=0)
+        clients.legend(loc="upper right")
     redis.set_xlabel("seconds since the sampler started")
     for axis in axes:
         _phase_marks(axis, phases)

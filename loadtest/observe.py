@@ -80,6 +80,12 @@ class Server:
             return 0
         return int(self.redis.info("memory")["used_memory"]) // 1024
 
+    def redis_clients(self) -> int:
+        """Every client connected to Redis (the server's, Django's, this bench's)."""
+        if self.redis is None:
+            return 0
+        return int(self.redis.info("clients")["connected_clients"])
+
     def redis_connections(self) -> list[str]:
         """The server's own Redis connections, where it names them (wsloop does)."""
         return []
@@ -239,9 +245,9 @@ class CpuMeter:
 
 class Sampler:
     """The whole run over time, every ``SAMPLE_INTERVAL_S`` in a thread: sockets the clients
-    hold, deliveries/s, RSS of the server and nginx, Redis memory, CPU of each part (% of one
-    core over the interval), and the phase the bench is in. Prints a progress line each second.
-    Reading /proc and ``INFO`` costs the parts under test nothing measurable."""
+    hold, deliveries/s, RSS of the server and nginx, Redis memory and clients, CPU of each part
+    (% of one core over the interval), and the phase the bench is in. Prints a progress line
+    each second. Reading /proc and ``INFO`` costs the parts under test nothing measurable."""
 
     def __init__(
         self,
@@ -284,8 +290,9 @@ class Sampler:
             interval = t - last_t
             try:
                 redis_kib = self.server.redis_memory_kib()
+                redis_clients = self.server.redis_clients()
             except (redis.RedisError, OSError):
-                redis_kib = -1
+                redis_kib = redis_clients = -1
             sample = {
                 "t_s": round(t, 2),
                 "phase": self.phase,
@@ -295,6 +302,7 @@ class Sampler:
                 "server_rss_kib": self.server.rss_kib(),
                 "nginx_rss_kib": self.server.nginx_rss_kib(),
                 "redis_used_memory_kib": redis_kib,
+                "redis_connected_clients": redis_clients,
                 "cpu_pct_of_one_core": {
                     name: round(100.0 * (cpu[name] - last_cpu[name]) / interval, 1) for name in cpu
                 },

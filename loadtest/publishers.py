@@ -44,7 +44,10 @@ class PublishError(Exception):
 
 
 class Publisher(Protocol):
-    sockets: int  # websockets it holds on the server (counted there like any other)
+    @property
+    def sockets(self) -> int:
+        """Websockets it holds on the server (counted there like any other)."""
+        ...
 
     def publish(self, facility: str, payloads: Sequence[bytes]) -> None: ...
 
@@ -136,7 +139,8 @@ def next_frame(buffer: bytes) -> tuple[int, bytes, bytes] | None:
 
 class SocketPublisher:
     """One blocking websocket per facility, ``<path>`` formatted with the facility; a reader
-    thread answers pings (the server closes a socket that never pongs) and notices a close."""
+    thread answers pings (the server closes a socket that never pongs) until the server closes
+    it, after which a publish fails."""
 
     def __init__(self, host: str, port: int, path: str) -> None:
         self.host, self.port, self.path = host, port, path
@@ -161,6 +165,7 @@ class SocketPublisher:
             response += chunk
         head, _, rest = response.partition(b"\r\n\r\n")
         if not head.startswith(b"HTTP/1.1 101") or accept not in head:
+            sock.close()
             status = head.split(b"\r\n", 1)[0].decode("latin-1")
             raise PublishError(f"publishing socket refused: {status}")
         sock.settimeout(None)
@@ -188,8 +193,11 @@ class SocketPublisher:
     def publish(self, facility: str, payloads: Sequence[bytes]) -> None:
         sock = self.open.get(facility) or self.open.setdefault(facility, self._connect(facility))
         data = b"".join(wsclient.client_frame(wsclient.OP_TEXT, p) for p in payloads)
-        with self.lock:
-            sock.sendall(data)
+        try:
+            with self.lock:
+                sock.sendall(data)
+        except OSError as exc:
+            raise PublishError(f"publishing socket: {exc}") from exc
 
     def done(self, facility: str) -> None:
         sock = self.open.pop(facility, None)
@@ -217,8 +225,11 @@ class CommandPublisher:
             raise PublishError(f"{self.command!r} exited with {self.process.returncode}")
         prefix = facility.encode() + b"\t"
         assert self.process.stdin is not None
-        self.process.stdin.write(b"".join(prefix + p + b"\n" for p in payloads))
-        self.process.stdin.flush()
+        try:
+            self.process.stdin.write(b"".join(prefix + p + b"\n" for p in payloads))
+            self.process.stdin.flush()
+        except OSError as exc:  # the program exited meanwhile (EPIPE)
+            raise PublishError(f"{self.command!r}: {exc}") from exc
 
     def done(self, facility: str) -> None:
         pass

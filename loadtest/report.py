@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from .bench import RESULTS_DIR
+from .options import RESULTS_DIR
 
 
 def stack_parser(prog: str, description: str | None) -> argparse.ArgumentParser:

@@ -24,9 +24,10 @@ from urllib.parse import urlsplit
 import redis
 
 from . import payload, probes
-from .bench import RESULTS_DIR, STEADY_BUCKET_S
+from .bench import STEADY_BUCKET_S
 from .clients import ClientPool
 from .observe import cpu_seconds, metrics_change
+from .options import RESULTS_DIR
 from .publishers import use_stack_settings
 from .report import publish, stack_parser
 

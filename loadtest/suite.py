@@ -37,8 +37,8 @@ from typing import Any
 from devstack.stack import Stack, StackConfig, free_port
 
 from . import probes
-from .bench import RESULTS_DIR
 from .html_report import suite_page
+from .options import RESULTS_DIR
 
 SCENARIO_TIMEOUT_S = 900.0
 PEER_START_TIMEOUT_S = 30.0

@@ -44,9 +44,11 @@ RESULT: dict[str, Any] = {
     "over_time": [
         {"t_s": 0.5, "phase": "ramp", "sockets": 0, "deliveries_per_s": 0, "server_rss_kib": 58_000,
          "nginx_rss_kib": 40_000, "redis_used_memory_kib": 1000,
+         "redis_connected_clients": 3,
          "cpu_pct_of_one_core": {"server": 5.0, "nginx": 2.0, "redis": 0.5, "clients": 3.0}},
         {"t_s": 1.0, "phase": "burst 1,000", "sockets": 1000, "deliveries_per_s": 900_000,
          "server_rss_kib": 71_000, "nginx_rss_kib": 62_000, "redis_used_memory_kib": 1100,
+         "redis_connected_clients": 4,
          "cpu_pct_of_one_core": {"server": 90.0, "nginx": 60.0, "redis": 0.5, "clients": 80.0}},
     ],
     "storm": {

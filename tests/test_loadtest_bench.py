@@ -22,7 +22,7 @@ from conftest import PREFIX
 from devstack.stack import Deployment, free_port
 from helpers import wait_until
 from loadtest import probes
-from loadtest.bench import parse_options
+from loadtest.options import parse_options
 
 REPO = Path(__file__).resolve().parent.parent
 SOCKETS = 120
