@@ -83,6 +83,7 @@ from .publishers import (
     SocketPublisher,
 )
 from .render import render
+from .stack_django import user_sessions, users_online
 
 BURST_MIN_MESSAGES = 20
 BURST_MAX_MESSAGES = 1000
@@ -131,6 +132,7 @@ class Bench:
         self.redis_samples: list[tuple[float, int]] = []
         self.ramp_samples: list[dict[str, float]] = []
         self.sampler: Sampler | None = None
+        self.cookies: tuple[str, ...] = ()
 
     def check_time(self, step: str) -> None:
         if time.monotonic() - self.started > self.options.max_seconds:
@@ -171,31 +173,14 @@ class Bench:
             }
             if isinstance(server, WsloopServer):
                 self.check_fresh(server)
-            redis_at_0 = server.redis_connections()
-            self.log(
-                f"{server.name} pids {server.pids}, redis connections at 0 sockets: {redis_at_0}"
-            )
+            if options.users:
+                self.log(f"logging {options.users} users in (sessions in the stack's store)")
+                self.cookies = user_sessions(options.redis_url, options.prefix, options.users)
             publisher = make_publisher(options)
             pool = ClientPool(
                 options.clients, options.http_host, options.http_port, options.protocol
             )
-            cpu = CpuMeter(server, pool.pids)
-            with Sampler(server, pool.progress, pool.pids, self.log) as sampler:
-                self.sampler = sampler
-                self.warm_up(server, pool, publisher)
-                self.measure_idle(server, pool, cpu, redis_at_0)
-                if options.storm_ramp_per_s > 0:
-                    self.measure_storm(server, pool, cpu)
-                self.measure_fanout(server, pool, cpu, publisher)
-                self.result["client_status"] = [asdict(s) for s in pool.status()]
-            self.result["over_time"] = sampler.samples
-            self.result["phases"] = sampler.phases
-            closes = Counter[str]()
-            for status in self.result["client_status"]:
-                closes.update(status["server_closes"])
-            self.result["server_closed_sockets"] = dict(closes)
-            if closes:
-                self.warn(f"the server closed sockets during the run: {dict(closes)}")
+            self.measure(server, pool, publisher)
         except (BenchError, PublishError, redis.RedisError) as exc:
             self.result["error"] = str(exc)
             self.warn(f"run aborted: {exc}")
@@ -219,6 +204,29 @@ class Bench:
         self.result["elapsed_s"] = round(time.monotonic() - self.started, 1)
         return self.result
 
+    def measure(self, server: Server, pool: ClientPool, publisher: Publisher) -> None:
+        """Every step, with the sampler running."""
+        options = self.options
+        redis_at_0 = server.redis_connections()
+        self.log(f"{server.name} pids {server.pids}, redis connections at 0 sockets: {redis_at_0}")
+        cpu = CpuMeter(server, pool.pids)
+        with Sampler(server, pool.progress, pool.pids, self.log) as sampler:
+            self.sampler = sampler
+            self.warm_up(server, pool, publisher)
+            self.measure_idle(server, pool, cpu, redis_at_0)
+            if options.storm_ramp_per_s > 0:
+                self.measure_storm(server, pool, cpu)
+            self.measure_fanout(server, pool, cpu, publisher)
+            self.result["client_status"] = [asdict(s) for s in pool.status()]
+        self.result["over_time"] = sampler.samples
+        self.result["phases"] = sampler.phases
+        closes = Counter[str]()
+        for status in self.result["client_status"]:
+            closes.update(status["server_closes"])
+        self.result["server_closed_sockets"] = dict(closes)
+        if closes:
+            self.warn(f"the server closed sockets during the run: {dict(closes)}")
+
     def check_fresh(self, server: WsloopServer) -> None:
         health = server.health()
         self.result["server"]["health_at_start"] = health
@@ -234,9 +242,15 @@ class Bench:
     # steps
 
     def open_sockets(
-        self, pool: ClientPool, facility: str, total: int, on_tick: Callable[[], None] | None
+        self,
+        pool: ClientPool,
+        facility: str,
+        total: int,
+        ramp_per_s: float,
+        on_tick: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
-        return pool.open(self.options.path(facility), total, self.options.ramp_per_s, on_tick)
+        path = self.options.path(facility)
+        return pool.open(path, total, ramp_per_s, on_tick, cookies=self.cookies)
 
     def warm_up(self, server: Server, pool: ClientPool, publisher: Publisher) -> None:
         options = self.options
@@ -244,7 +258,7 @@ class Bench:
         count = max(WARMUP_SOCKETS, len(pool.clients))
         self.enter("warm-up")
         self.log(f"warm-up: {count} sockets on {facility}, publishing through {options.publish}")
-        opened = self.open_sockets(pool, facility, count, None)
+        opened = self.open_sockets(pool, facility, count, options.ramp_per_s)
         if opened["opened"] == 0:
             raise BenchError(f"no websocket could be opened: {opened['failures_by_kind']}")
         self.wait_subscribed(server, facility)
@@ -315,7 +329,11 @@ class Bench:
         self.sample_ramp(server, pool)  # the baseline of the series: no sockets yet
         cpu.start()
         ramp = self.open_sockets(
-            pool, options.facility, options.sockets, lambda: self.sample_ramp(server, pool)
+            pool,
+            options.facility,
+            options.sockets,
+            options.ramp_per_s,
+            lambda: self.sample_ramp(server, pool),
         )
         ramp["cpu"] = cpu.stop()
         self.log(f"opened {ramp['opened']}, failures {ramp['failures_by_kind'] or 0}")
@@ -342,6 +360,7 @@ class Bench:
             "over_time": self.ramp_samples,
             "nginx_rss_kib": {"before": nginx_0, "at_n": nginx_n, "delta": nginx_n - nginx_0},
             "nginx_kib_per_socket": round(nginx_per_socket, 2),
+            "users_online": users_online(options.facility) if options.users else None,
             "redis_connections": {
                 "at_0": len(redis_at_0),
                 "at_n": len(redis_at_n),
@@ -584,8 +603,8 @@ class Bench:
         server.wait_sockets(0)
         before = server.metrics()
         cpu.start()
-        reopened = pool.open(
-            self.options.path(self.options.facility), held, self.options.storm_ramp_per_s
+        reopened = self.open_sockets(
+            pool, self.options.facility, held, self.options.storm_ramp_per_s
         )
         usage = cpu.stop()
         storm: dict[str, Any] = {

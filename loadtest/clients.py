@@ -177,8 +177,8 @@ class ClientPool:
     ) -> dict[str, Any]:
         """Open ``total`` sockets on ``path``, spread evenly over the clients, at ``ramp_per_s``
         in total; what happened (opened, failures by kind, connect-to-101 times). A ``{room}``
-        in ``path`` spreads each client's sockets evenly over ``rooms`` paths; ``cookies``, one
-        per room, log each room's sockets in as that room's user."""
+        in ``path`` spreads each client's sockets evenly over ``rooms`` paths; ``cookies`` log
+        the sockets in, round robin (one per room: each room's sockets are that room's user)."""
         counts = split(total, len(self.clients))
         rate = ramp_per_s / len(self.clients)
         commands = [

@@ -17,7 +17,9 @@ class OpenCmd:
     max_inflight: int
     timeout_s: float
     rooms: int = 1
-    cookies: tuple[str, ...] = ()  # per room when given: a logged-in user's session per room
+    # Socket i sends cookies[i % len(cookies)]: a logged-in user's session (with as many cookies
+    # as rooms, each room's sockets are one user's tabs).
+    cookies: tuple[str, ...] = ()
     hello: tuple[bytes, ...] = ()  # text frames sent when a socket opens; b"{room}" is replaced
     answers: tuple[tuple[bytes, bytes], ...] = ()  # (frame, reply): application-level pongs
 

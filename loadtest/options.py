@@ -70,6 +70,7 @@ class Options:
     max_seconds: float
     storm_ramp_per_s: float
     slow_consumers: int
+    users: int  # 0: anonymous sockets; else logged in as this many users, round robin
     quick: bool
     out: Path
     peer: str  # empty: a wsloop stack; else the other server's name
@@ -161,6 +162,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=None,
         help="sockets that stop reading during the fan-out phases (default 1 %% of --sockets)",
     )
+    parser.add_argument(
+        "--users",
+        type=int,
+        default=0,
+        help="log the sockets in as this many users, round robin (sessions written into the "
+        "stack's session store as Django's login does); default anonymous",
+    )
     parser.add_argument("--quick", action="store_true", help="1000 sockets, short phases, < 30 s")
     parser.add_argument("--out", type=Path, default=None, help="JSON result file")
     way = parser.add_argument_group("how messages are published")
@@ -228,6 +236,10 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         parser.error("--publish command and --publish-command go together")
     if args.peer and args.publish in ("api", "socket"):
         parser.error(f"--publish {args.publish} is wsloop's: a peer takes redis or command")
+    if args.peer and args.users:
+        parser.error("--users logs in through wsloop's session store: not for a peer")
+    if not 0 <= args.users <= sockets:
+        parser.error("--users must be between 0 and --sockets")
     slow = args.slow_consumers
     if slow is None:
         slow = max(1, round(sockets * DEFAULT_SLOW_CONSUMER_SHARE))
@@ -259,6 +271,7 @@ def parse_options(argv: Sequence[str] | None = None) -> Options:
         max_seconds=float(pick("max_seconds", DEFAULT_MAX_SECONDS)),
         storm_ramp_per_s=args.storm_ramp,
         slow_consumers=slow,
+        users=args.users,
         quick=args.quick,
         out=out,
         peer=args.peer,

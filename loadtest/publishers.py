@@ -19,24 +19,21 @@ just before it was handed over, so the time a way takes is inside the latency it
 from __future__ import annotations
 
 import contextlib
-import os
 import shlex
 import socket
 import subprocess
-import sys
 import threading
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Protocol
 
 import redis
 
 from . import wsclient
+from .stack_django import use_stack_settings
 
 SOCKET_TIMEOUT_S = 10.0
 COMMAND_STOP_TIMEOUT_S = 5.0
 CLOSE_NORMAL = (1000).to_bytes(2, "big")
-APP_DIR = Path(__file__).resolve().parent.parent / "app"
 
 
 class PublishError(Exception):
@@ -81,24 +78,6 @@ class RedisPublisher:
 
     def close(self) -> None:
         self.client.close()
-
-
-def use_stack_settings(redis_url: str, prefix: str) -> None:
-    """Set up Django in this process with the demo project's settings on the stack's Redis (its
-    sessions, its history policy), as the stack's own Django processes have them."""
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "project.settings",
-            "DJANGO_DEBUG": "1",
-            "REDIS_URL": redis_url,
-            "WSLOOP_PREFIX": prefix,
-        }
-    )
-    if str(APP_DIR) not in sys.path:
-        sys.path.insert(0, str(APP_DIR))
-    import django  # noqa: PLC0415 (only the ways that need Django load it)
-
-    django.setup()
 
 
 class ApiPublisher:

@@ -50,41 +50,7 @@ def render(result: dict[str, Any]) -> str:
         )
     idle = result.get("idle")
     if idle:
-        ramp = idle["ramp"]
-        redis_conns = idle["redis_connections"]
-        per_socket = idle["server_kib_per_socket"]
-        counted_by = "server count" if idle.get("server_counts_sockets", True) else "client count"
-        connect = ramp["connect_ms"]
-        held_note = (
-            f"({_meets(idle['server_sockets'] >= TARGET_SOCKETS, wsloop)}: {TARGET_SOCKETS:,})"
-            if ramp["requested"] >= TARGET_SOCKETS
-            else f"(target {TARGET_SOCKETS:,} not tried in this run)"
-        )
-        lines += [
-            "",
-            f"idle sockets ({name})",
-            f"  sockets requested             {_fmt(ramp['requested'])}",
-            f"  sockets held ({counted_by})   {_fmt(idle['server_sockets'])}   {held_note}",
-            f"  connect failures              {_fmt(ramp['failures'])}  "
-            f"{ramp['failures_by_kind'] or ''}",
-            f"  ramp                          {_fmt(ramp['ramp_requested_per_s'])}/s requested, "
-            f"{_fmt(ramp['ramp_achieved_per_s'])}/s achieved",
-            f"  connect to 101 p50/p99/max    {_fmt(connect.get('p50_ms'))} / "
-            f"{_fmt(connect.get('p99_ms'))} / {_fmt(connect.get('max_ms'))} ms",
-            f"  server RSS before / at N      {_fmt(idle['server_rss_kib']['before'])} / "
-            f"{_fmt(idle['server_rss_kib']['at_n'])} KiB",
-            f"  server RSS per socket         {_fmt(per_socket)} KiB   "
-            f"({_meets(per_socket <= TARGET_KIB_PER_SOCKET, wsloop)}: <= "
-            f"{TARGET_KIB_PER_SOCKET:g})",
-            f"  nginx workers RSS per socket  {_fmt(idle['nginx_kib_per_socket'])} KiB",
-        ]
-        if wsloop:
-            lines.append(
-                f"  redis connections 0 / N / max {redis_conns['at_0']} / {redis_conns['at_n']} / "
-                f"{redis_conns['max_sampled']}   "
-                f"({_meets(redis_conns['max_sampled'] <= TARGET_REDIS_CONNECTIONS)}: <= "
-                f"{TARGET_REDIS_CONNECTIONS})"
-            )
+        lines += _render_idle(idle, params, name, wsloop)
     fanout = result.get("fanout") or []
     if fanout:
         lines += [
@@ -143,6 +109,52 @@ def render(result: dict[str, Any]) -> str:
     if result.get("error"):
         lines.append(f"ERROR: {result['error']}")
     return "\n".join(lines)
+
+
+def _render_idle(
+    idle: dict[str, Any], params: dict[str, Any], name: str, wsloop: bool
+) -> list[str]:
+    ramp = idle["ramp"]
+    redis_conns = idle["redis_connections"]
+    per_socket = idle["server_kib_per_socket"]
+    counted_by = "server count" if idle.get("server_counts_sockets", True) else "client count"
+    connect = ramp["connect_ms"]
+    held_note = (
+        f"({_meets(idle['server_sockets'] >= TARGET_SOCKETS, wsloop)}: {TARGET_SOCKETS:,})"
+        if ramp["requested"] >= TARGET_SOCKETS
+        else f"(target {TARGET_SOCKETS:,} not tried in this run)"
+    )
+    lines = [
+        "",
+        f"idle sockets ({name})",
+        f"  sockets requested             {_fmt(ramp['requested'])}",
+        f"  sockets held ({counted_by})   {_fmt(idle['server_sockets'])}   {held_note}",
+        f"  connect failures              {_fmt(ramp['failures'])}  "
+        f"{ramp['failures_by_kind'] or ''}",
+        f"  ramp                          {_fmt(ramp['ramp_requested_per_s'])}/s requested, "
+        f"{_fmt(ramp['ramp_achieved_per_s'])}/s achieved",
+        f"  connect to 101 p50/p99/max    {_fmt(connect.get('p50_ms'))} / "
+        f"{_fmt(connect.get('p99_ms'))} / {_fmt(connect.get('max_ms'))} ms",
+        f"  server RSS before / at N      {_fmt(idle['server_rss_kib']['before'])} / "
+        f"{_fmt(idle['server_rss_kib']['at_n'])} KiB",
+        f"  server RSS per socket         {_fmt(per_socket)} KiB   "
+        f"({_meets(per_socket <= TARGET_KIB_PER_SOCKET, wsloop)}: <= "
+        f"{TARGET_KIB_PER_SOCKET:g})",
+        f"  nginx workers RSS per socket  {_fmt(idle['nginx_kib_per_socket'])} KiB",
+    ]
+    if params.get("users"):
+        lines.append(
+            f"  logged-in users online        {_fmt(idle.get('users_online'))} of "
+            f"{params['users']:,} (wsloop's presence)"
+        )
+    if wsloop:
+        lines.append(
+            f"  redis connections 0 / N / max {redis_conns['at_0']} / {redis_conns['at_n']} / "
+            f"{redis_conns['max_sampled']}   "
+            f"({_meets(redis_conns['max_sampled'] <= TARGET_REDIS_CONNECTIONS)}: <= "
+            f"{TARGET_REDIS_CONNECTIONS})"
+        )
+    return lines
 
 
 def _render_server_counts(fanout: list[dict[str, Any]]) -> list[str]:

@@ -28,8 +28,8 @@ from .bench import STEADY_BUCKET_S
 from .clients import ClientPool
 from .observe import cpu_seconds, metrics_change
 from .options import RESULTS_DIR
-from .publishers import use_stack_settings
 from .report import publish, stack_parser
+from .stack_django import user_sessions
 
 ROOMS = 1000
 PER_ROOM = 10
@@ -72,25 +72,6 @@ def wait_for_channels(base_url: str, rooms: int) -> int:
         time.sleep(0.2)
 
 
-def user_sessions(redis_url: str, users: int) -> tuple[str, ...]:
-    """A ``sessionid`` cookie per user ``lt<n>``, as Django's login leaves it in a cache
-    session (what wsloop's identity reads), written with the demo project's settings."""
-    use_stack_settings(redis_url, prefix="")
-    from django.contrib.auth import SESSION_KEY  # noqa: PLC0415
-    from django.contrib.sessions.backends.cache import SessionStore  # noqa: PLC0415
-
-    from wsloop.identity import USERNAME_KEY  # noqa: PLC0415
-
-    cookies = []
-    for number in range(users):
-        session = SessionStore()
-        session.create()
-        session[SESSION_KEY], session[USERNAME_KEY] = str(number), f"lt{number}"
-        session.save()
-        cookies.append(f"sessionid={session.session_key}")
-    return tuple(cookies)
-
-
 def run(args: Any) -> dict[str, Any]:
     started_at = datetime.datetime.now().astimezone().isoformat(timespec="seconds")
     url = urlsplit(args.base_url)
@@ -99,7 +80,7 @@ def run(args: Any) -> dict[str, Any]:
     facility = f"rooms-{datetime.datetime.now():%H%M%S}-{os.getpid()}"
     if args.audience == "user":
         path, channel = f"/ws/{facility}?subscribe-user", f"{args.prefix}user:lt{{room}}:{facility}"
-        cookies = user_sessions(args.redis_url, args.rooms)
+        cookies = user_sessions(args.redis_url, args.prefix.rstrip(":"), args.rooms)
     else:
         path = f"/ws/{facility}-{{room}}?subscribe-broadcast"
         channel, cookies = f"{args.prefix}broadcast:{facility}-{{room}}", ()

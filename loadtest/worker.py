@@ -397,7 +397,8 @@ class Worker:
         while opening.started < due and opening.inflight < command.max_inflight:
             room = opening.started % command.rooms
             path = command.path.format(room=room)
-            cookie = command.cookies[room] if command.cookies else ""
+            cookies = command.cookies
+            cookie = cookies[opening.started % len(cookies)] if cookies else ""
             opening.started += 1
             try:
                 conn = ClientConnection(

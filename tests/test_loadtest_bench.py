@@ -80,15 +80,18 @@ def assert_counted_everything(result: dict[str, Any]) -> None:
 
 @pytest.mark.stack
 @pytest.mark.deployments(Deployment.TWO_POOLS)
-@pytest.mark.parametrize("way", ["redis", "api", "socket"])
-def test_the_bench_counts_every_delivery_whichever_way_it_publishes(stack, tmp_path, way):
+@pytest.mark.parametrize(("way", "users"), [("redis", 0), ("api", 12), ("socket", 0)])
+def test_the_bench_counts_every_delivery_whichever_way_it_publishes(stack, tmp_path, way, users):
     result = run_bench(
         tmp_path / f"{way}.json",
         f"--base-url={stack.config.base_url}",
         f"--redis-url={stack.config.redis_url}",
         f"--prefix={PREFIX}",
         f"--publish={way}",
+        f"--users={users}",
     )
+    # logged in: every user is online on the facility (wsloop's presence read the sessions)
+    assert result["idle"]["users_online"] == (users or None)
     assert_counted_everything(result)
     assert result["server"]["name"] == "wsloop"
     assert result["idle"]["server_sockets"] == SOCKETS  # the worker's own count
