@@ -13,7 +13,7 @@ from typing import Protocol
 
 from .history import Position
 from .history_redis import Published, Replay
-from .presence_store import Entry
+from .presence_store import Change, Entry
 
 MessageHandler = Callable[[str, list[bytes]], None]
 """Called with (channel, payloads): consecutive messages of one channel, in bus order."""
@@ -97,8 +97,6 @@ class Broker(Protocol):
 class PresenceStore(Protocol):
     ttl_s: float
 
-    def join(self, entry: Entry) -> None: ...
-
-    def leave(self, entry: Entry) -> None: ...
+    def apply(self, changes: Sequence[tuple[Change, Entry]]) -> None: ...
 
     def refresh(self, entries: Sequence[Entry]) -> None: ...

@@ -16,6 +16,7 @@ on the channel ``{p}presence:{facility}``:
 
 from __future__ import annotations
 
+import enum
 import json
 import time
 from collections import Counter
@@ -29,6 +30,11 @@ from .channels import presence_channel
 DEFAULT_TTL_S = 60  # an entry not refreshed for this long counts as gone (its worker died)
 REFRESHES_PER_TTL = 3  # workers refresh every ttl/3 s: two refreshes may fail before expiry
 _SEPARATOR = "\n"  # usernames cannot contain a newline (Django's username validators)
+
+
+class Change(enum.Enum):
+    JOIN = "join"
+    LEAVE = "leave"
 
 
 @dataclass(frozen=True)
@@ -64,19 +70,18 @@ class RedisPresence:
         self._prefix = prefix
         self.ttl_s = ttl_s
 
-    def join(self, entry: Entry) -> None:
-        key = presence_channel(self._prefix, entry.facility)
+    def apply(self, changes: Sequence[tuple[Change, Entry]]) -> None:
+        """Joins and leaves, in order, in one round trip; each publishes its event."""
+        expires_at = time.time() + self.ttl_s
         with self._client.pipeline(transaction=False) as pipe:
-            pipe.zadd(key, {entry.member: time.time() + self.ttl_s})
-            pipe.expire(key, max(1, int(self.ttl_s)))
-            pipe.publish(key, event("join", entry))
-            pipe.execute()
-
-    def leave(self, entry: Entry) -> None:
-        key = presence_channel(self._prefix, entry.facility)
-        with self._client.pipeline(transaction=False) as pipe:
-            pipe.zrem(key, entry.member)
-            pipe.publish(key, event("leave", entry))
+            for change, entry in changes:
+                key = presence_channel(self._prefix, entry.facility)
+                if change is Change.JOIN:
+                    pipe.zadd(key, {entry.member: expires_at})
+                    pipe.expire(key, max(1, int(self.ttl_s)))
+                else:
+                    pipe.zrem(key, entry.member)
+                pipe.publish(key, event(change.value, entry))
             pipe.execute()
 
     def refresh(self, entries: Sequence[Entry]) -> None:

@@ -32,7 +32,8 @@ from .history import UNKNOWN, Incoming, Position, Resync, untag
 from .history_redis import HistoryGap
 from .hub import DISPATCH_BATCH, Hub
 from .metrics import Exporter
-from .presence_store import REFRESHES_PER_TTL, Entry
+from .presence_store import REFRESHES_PER_TTL, Change, Entry
+from .presence_writer import PresenceWriter
 from .protocol import CloseCode, encode_ping, encode_text
 from .redis_pool import cooperative_connection_class, cooperative_pool, get_pool
 
@@ -87,6 +88,7 @@ class Runtime:
         self.metrics = Metrics()
         self.exporter = Exporter.from_environment(self.figures)
         self.sockets: set[WebSocket] = set()
+        self._presence = PresenceWriter(broker.presence)
         self.heartbeat_bytes = settings.heartbeat.encode() if settings.heartbeat else None
         self._started = False
         # Socket ids in presence: unique across workers and restarts of this one.
@@ -98,6 +100,7 @@ class Runtime:
         self._started = True
         self.broker.start(self._dispatch, self._recover_after_reconnect)
         gevent.spawn(self._ping_forever)
+        gevent.spawn(self._presence.run_forever)
         gevent.spawn(self._refresh_presence_forever)
         self.exporter.start()
         if self.settings.heartbeat:
@@ -113,14 +116,14 @@ class Runtime:
         self.hub.join(websocket, websocket.plan.subscribe)
         entry = self._presence_entry(websocket)
         if entry is not None:
-            self._presence_call(self.broker.presence.join, entry)
+            self._presence.add(Change.JOIN, entry)
 
     def detach(self, websocket: WebSocket) -> None:
         self.hub.leave(websocket, websocket.plan.subscribe)
         self.sockets.discard(websocket)
         entry = self._presence_entry(websocket)
         if entry is not None:
-            self._presence_call(self.broker.presence.leave, entry)
+            self._presence.add(Change.LEAVE, entry)
         facility = websocket.plan.facility
         self._facility_sockets[facility] -= 1
         if self._facility_sockets[facility] <= 0:
@@ -132,13 +135,6 @@ class Runtime:
         if plan.user is None:
             return None
         return Entry(plan.facility, plan.user, f"{self._client_prefix}-{id(websocket):x}")
-
-    @staticmethod
-    def _presence_call(call: Callable[[Entry], None], entry: Entry) -> None:
-        try:
-            call(entry)
-        except (BrokerUnavailable, redis.RedisError, OSError) as exc:
-            logger.warning("presence of %s on %s not recorded: %s", entry.user, entry.facility, exc)
 
     def _refresh_presence_forever(self) -> None:
         """Keep this worker's presence entries alive; a dead worker's expire on their own."""
@@ -185,6 +181,7 @@ class Runtime:
         """Close every socket with GOING_AWAY (worker reload or stop)."""
         for websocket in tuple(self.sockets):
             websocket.close(CloseCode.GOING_AWAY, "server restarting")
+        self._presence.flush()
         self.exporter.stop()
 
     def _dispatch(self, channel: str, payloads: list[bytes]) -> None:
