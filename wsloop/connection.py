@@ -106,6 +106,11 @@ class WebSocket:
             runtime.detach(self)
             self._finish()
 
+    @property
+    def is_open(self) -> bool:
+        """Not closing nor closed (a closing socket has its own close timeout)."""
+        return self._core.state is State.OPEN
+
     def deliver(self, frame: bytes | memoryview) -> None:
         """Hub-facing: send a data frame while the socket is open; never blocks."""
         if self._core.state is State.OPEN:
