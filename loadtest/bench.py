@@ -15,7 +15,7 @@ Steps and what each one measures:
    first allocations and the hub's code paths are behind us. Then the baseline ``VmRSS``.
 3. Ramp: ``--sockets`` websockets to ``/ws/<facility>?subscribe-broadcast`` from ``--clients``
    processes at ``--ramp`` connections/s in total. Counted: sockets opened, failures by kind,
-   connect-to-101 time. Redis connections of the worker are sampled every 0.5 s meanwhile.
+   connect-to-101 time. Redis connections of the worker are sampled every 0.5 s (by the sampler).
 4. Idle: after ``--idle-seconds`` with all sockets open and silent, ``VmRSS`` again:
    KiB per socket = (RSS at N - baseline RSS) / N, for the wsloop worker and the nginx workers.
    The server's own socket count (health JSON) and Redis connections at N are recorded.
@@ -54,7 +54,7 @@ import signal
 import sys
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
 from typing import Any
@@ -129,8 +129,6 @@ class Bench:
         self.result: dict[str, Any] = {}
         self.phase_counter = 0
         self.stalled_phases: list[tuple[int, int]] = []  # (phase, messages) while stalled
-        self.redis_samples: list[tuple[float, int]] = []
-        self.ramp_samples: list[dict[str, float]] = []
         self.sampler: Sampler | None = None
         self.cookies: tuple[str, ...] = ()
 
@@ -213,7 +211,7 @@ class Bench:
         with Sampler(server, pool.progress, pool.pids, self.log) as sampler:
             self.sampler = sampler
             self.warm_up(server, pool, publisher)
-            self.measure_idle(server, pool, cpu, redis_at_0)
+            self.measure_idle(server, pool, cpu, sampler, redis_at_0)
             if options.storm_ramp_per_s > 0:
                 self.measure_storm(server, pool, cpu)
             self.measure_fanout(server, pool, cpu, publisher)
@@ -247,10 +245,9 @@ class Bench:
         facility: str,
         total: int,
         ramp_per_s: float,
-        on_tick: Callable[[], None] | None = None,
     ) -> dict[str, Any]:
         path = self.options.path(facility)
-        return pool.open(path, total, ramp_per_s, on_tick, cookies=self.cookies)
+        return pool.open(path, total, ramp_per_s, cookies=self.cookies)
 
     def warm_up(self, server: Server, pool: ClientPool, publisher: Publisher) -> None:
         options = self.options
@@ -296,26 +293,13 @@ class Bench:
             self.warn(f"the worker still counts {left} sockets after the warm-up closed")
         time.sleep(SETTLE_S)
 
-    def sample_ramp(self, server: Server, pool: ClientPool) -> None:
-        """While sockets open (every reply poll): what the server holds and costs."""
-        self.sample_redis(server)
-        self.ramp_samples.append(
-            {
-                "t_s": round(time.monotonic() - self.started, 2),
-                "sockets": pool.progress().open,
-                "server_rss_kib": server.rss_kib(),
-                "nginx_rss_kib": server.nginx_rss_kib(),
-                "redis_used_memory_kib": server.redis_memory_kib(),
-                "redis_connections": self.redis_samples[-1][1],
-            }
-        )
-
-    def sample_redis(self, server: Server) -> None:
-        count = len(server.redis_connections())
-        self.redis_samples.append((round(time.monotonic() - self.started, 2), count))
-
     def measure_idle(
-        self, server: Server, pool: ClientPool, cpu: CpuMeter, redis_at_0: list[str]
+        self,
+        server: Server,
+        pool: ClientPool,
+        cpu: CpuMeter,
+        sampler: Sampler,
+        redis_at_0: list[str],
     ) -> None:
         options = self.options
         rss_0 = server.rss_kib()
@@ -326,15 +310,8 @@ class Bench:
             f"baseline RSS {rss_0} KiB; ramp: {options.sockets} sockets at {options.ramp_per_s:g}/s"
         )
         self.check_time("ramp")
-        self.sample_ramp(server, pool)  # the baseline of the series: no sockets yet
         cpu.start()
-        ramp = self.open_sockets(
-            pool,
-            options.facility,
-            options.sockets,
-            options.ramp_per_s,
-            lambda: self.sample_ramp(server, pool),
-        )
+        ramp = self.open_sockets(pool, options.facility, options.sockets, options.ramp_per_s)
         ramp["cpu"] = cpu.stop()
         self.log(f"opened {ramp['opened']}, failures {ramp['failures_by_kind'] or 0}")
         self.enter("idle")
@@ -344,7 +321,7 @@ class Bench:
         rss_n = server.rss_kib()
         nginx_n = server.nginx_rss_kib()
         redis_at_n = server.redis_connections()
-        self.sample_redis(server)
+        sampled = [s["redis_connections"] for s in sampler.samples]
         client_open = sum(s.open for s in pool.status())
         per_socket = (rss_n - rss_0) / held if held else math.nan
         nginx_per_socket = (nginx_n - nginx_0) / held if held and server.nginx_pids else math.nan
@@ -357,19 +334,16 @@ class Bench:
             "nginx_worker_open_fds": {str(pid): probes.open_fds(pid) for pid in server.nginx_pids},
             "server_rss_kib": {"before": rss_0, "at_n": rss_n, "delta": rss_n - rss_0},
             "server_kib_per_socket": round(per_socket, 2),
-            "over_time": self.ramp_samples,
+            "over_time": sampler.series("ramp"),
             "nginx_rss_kib": {"before": nginx_0, "at_n": nginx_n, "delta": nginx_n - nginx_0},
             "nginx_kib_per_socket": round(nginx_per_socket, 2),
             "users_online": users_online(options.facility) if options.users else None,
             "redis_connections": {
                 "at_0": len(redis_at_0),
                 "at_n": len(redis_at_n),
-                "max_sampled": max(
-                    [len(redis_at_0), len(redis_at_n)] + [c for _, c in self.redis_samples]
-                ),
+                "max_sampled": max([len(redis_at_0), len(redis_at_n), *sampled]),
                 "names_at_0": redis_at_0,
                 "names_at_n": redis_at_n,
-                "samples": self.redis_samples,
             },
         }
         if held != ramp["opened"]:
@@ -559,7 +533,6 @@ class Bench:
                 f"  p50 {lat.get('p50_ms')} ms, p99 {lat.get('p99_ms')} ms, max "
                 f"{lat.get('max_ms')} ms; lost {steady['lost']}"
             )
-            self.sample_redis(server)
             fanout.append({"subscribers": subscribers, "burst": burst, "latency": steady})
             self.stalled_phases += [(p["phase"], p["messages"]) for p in (burst, steady)]
             for phase in (burst, steady):

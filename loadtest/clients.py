@@ -14,7 +14,7 @@ import multiprocessing
 import time
 from array import array
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from multiprocessing.connection import Connection
 from multiprocessing.connection import wait as wait_for_pipes
@@ -28,7 +28,6 @@ CONNECT_TIMEOUT_S = 15.0
 MAX_INFLIGHT_HANDSHAKES = 200  # per client process
 CLOSE_TIMEOUT_S = 10.0
 WORKER_START_TIMEOUT_S = 30.0
-REPLY_POLL_S = 0.5  # how often ``on_tick`` runs while replies are awaited
 # A stalled socket's receive buffer: small, so the server's own queue is what fills (the kernel
 # doubles the value and keeps a floor of about 4.6 KiB).
 STALLED_RECEIVE_BUFFER_BYTES = 4096
@@ -119,7 +118,6 @@ class ClientPool:
         commands: Sequence[object | None],
         expect: type[Reply],
         timeout_s: float,
-        on_tick: Callable[[], None] | None = None,
     ) -> list[Reply]:
         """Send one command to each client (None: skip that one); their replies, in order."""
         asked = []
@@ -127,14 +125,13 @@ class ClientPool:
             if command is not None:
                 self.send(index, command)
                 asked.append(index)
-        return self.collect(asked, expect, timeout_s, on_tick)
+        return self.collect(asked, expect, timeout_s)
 
     def collect(
         self,
         indices: Sequence[int] | range,
         expect: type[Reply],
         timeout_s: float,
-        on_tick: Callable[[], None] | None = None,
         skip_others: bool = False,
     ) -> list[Reply]:
         deadline = time.monotonic() + timeout_s
@@ -145,7 +142,7 @@ class ClientPool:
             if remaining <= 0:
                 late = sorted(waiting.values())
                 raise BenchError(f"client processes {late} sent no {expect.__name__} in time")
-            for pipe in wait_for_pipes(list(waiting), timeout=min(remaining, REPLY_POLL_S)):
+            for pipe in wait_for_pipes(list(waiting), timeout=remaining):
                 assert isinstance(pipe, Connection)
                 index = waiting.pop(pipe)
                 try:
@@ -158,8 +155,6 @@ class ClientPool:
                         continue
                     raise BenchError(f"client {index}: expected {expect.__name__}, got {reply!r}")
                 replies[index] = reply
-            if on_tick is not None:
-                on_tick()
         return [replies[i] for i in sorted(replies)]
 
     def status(self) -> list[messages.Status]:
@@ -170,7 +165,6 @@ class ClientPool:
         path: str,
         total: int,
         ramp_per_s: float,
-        on_tick: Callable[[], None] | None = None,
         *,
         rooms: int = 1,
         cookies: tuple[str, ...] = (),
@@ -198,7 +192,7 @@ class ClientPool:
             for count in counts
         ]
         timeout_s = total / ramp_per_s + CONNECT_TIMEOUT_S + 30.0
-        replies = self.ask(commands, messages.OpenResult, timeout_s, on_tick)
+        replies = self.ask(commands, messages.OpenResult, timeout_s)
         failures = Counter[str]()
         connect_ms: list[float] = []
         for reply in replies:

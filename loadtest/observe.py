@@ -245,8 +245,9 @@ class CpuMeter:
 
 class Sampler:
     """The whole run over time, every ``SAMPLE_INTERVAL_S`` in a thread: sockets the clients
-    hold, deliveries/s, RSS of the server and nginx, Redis memory and clients, CPU of each part
-    (% of one core over the interval), and the phase the bench is in. Prints a progress line
+    hold, deliveries/s, RSS of the server and nginx, Redis memory and clients (and the server's
+    own Redis connections), CPU of each part (% of one core over the interval), and the phase
+    the bench is in. Prints a progress line
     each second. Reading /proc and ``INFO`` costs the parts under test nothing measurable."""
 
     def __init__(
@@ -271,6 +272,14 @@ class Sampler:
         self._thread.start()
         return self
 
+    def series(self, phase: str) -> list[dict[str, Any]]:
+        """The samples taken in ``phase``, after the last one taken before it began (its
+        baseline); empty if none fell in it."""
+        inside = [index for index, s in enumerate(self.samples) if s["phase"] == phase]
+        if not inside:
+            return []
+        return self.samples[max(inside[0] - 1, 0) : inside[-1] + 1]
+
     def enter(self, phase: str) -> None:
         """The run is in ``phase`` from now on (samples are tagged with it)."""
         self.phase = phase
@@ -291,8 +300,9 @@ class Sampler:
             try:
                 redis_kib = self.server.redis_memory_kib()
                 redis_clients = self.server.redis_clients()
+                server_connections = len(self.server.redis_connections())
             except (redis.RedisError, OSError):
-                redis_kib = redis_clients = -1
+                redis_kib = redis_clients = server_connections = -1
             sample = {
                 "t_s": round(t, 2),
                 "phase": self.phase,
@@ -303,6 +313,7 @@ class Sampler:
                 "nginx_rss_kib": self.server.nginx_rss_kib(),
                 "redis_used_memory_kib": redis_kib,
                 "redis_connected_clients": redis_clients,
+                "redis_connections": server_connections,  # the server's own (wsloop names them)
                 "cpu_pct_of_one_core": {
                     name: round(100.0 * (cpu[name] - last_cpu[name]) / interval, 1) for name in cpu
                 },
