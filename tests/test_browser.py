@@ -6,6 +6,7 @@ shows what was published meanwhile. A screenshot of the page is kept in var/arti
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -122,5 +123,32 @@ def test_the_page_reconnects_after_a_pool_restart_and_shows_what_it_missed(brows
         )
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "demo-recovered.png"))
+    finally:
+        context.close()
+
+
+def test_a_message_sent_between_the_render_and_the_connect_is_on_the_page(browser, stack):
+    """The page is rendered with its room's position; its socket is held back (Playwright's
+    websocket routing) while alice posts, then let through: the page resumes from the position
+    it was rendered with and shows the message."""
+    room = unique_facility("room")
+    held = []
+    context = browser.new_context(viewport={"width": 1280, "height": 760})
+    context.add_cookies(
+        [{"name": "sessionid", "value": login(stack, "bob"), "url": stack.config.base_url}]
+    )
+    context.route_web_socket(re.compile(rf".*/ws/chat-{room}\?.*"), held.append)
+    try:
+        page = context.new_page()
+        page.goto(f"{stack.config.base_url}/chat/{room}/")
+        while not held:
+            page.wait_for_timeout(20)
+        assert "since=" in held[0].url
+        post_form(stack, f"/chat/{room}/send", login(stack, "alice"), {"text": "after the render"})
+        held[0].connect_to_server()
+        expect(page.locator("#status")).to_have_text(
+            "live · recovered 1 missed", timeout=TIMEOUT_MS
+        )
+        expect(page.locator("#messages li")).to_have_text(["aliceafter the render"])
     finally:
         context.close()

@@ -3,8 +3,9 @@ import json
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from wsloop.envelope import audience_of, message_frame, recovered_frame, resync_frame
+from wsloop.envelope import audience_of, message_frame, resync_frame, verdict_frame
 from wsloop.history import Position, Resync
+from wsloop.recovery import Verdict, VerdictKind
 
 
 def decode(frame: bytes) -> dict:
@@ -38,10 +39,17 @@ def test_message_envelopes():
 
 
 def test_control_messages():
-    assert decode(recovered_frame(3, Position.parse("e:9-0"))) == {
+    position = Position.parse("e:9-0")
+    assert decode(verdict_frame(Verdict(VerdictKind.RECOVERED, position, count=3))) == {
         "type": "recovered",
         "count": 3,
         "id": "e:9-0",
     }
-    assert decode(recovered_frame(0, None)) == {"type": "recovered", "count": 0}
-    assert decode(resync_frame(Resync.EXPIRED)) == {"type": "resync", "reason": "expired"}
+    assert decode(verdict_frame(Verdict(VerdictKind.POSITION, position))) == {
+        "type": "position",
+        "id": "e:9-0",
+    }
+    assert decode(verdict_frame(Verdict(VerdictKind.POSITION, None))) == {"type": "position"}
+    resync = Verdict(VerdictKind.RESYNC, position, reason=Resync.EXPIRED)
+    assert decode(verdict_frame(resync)) == {"type": "resync", "reason": "expired", "id": "e:9-0"}
+    assert decode(resync_frame(Resync.RESET)) == {"type": "resync", "reason": "reset"}

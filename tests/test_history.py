@@ -10,6 +10,7 @@ from wsloop.history import (
     StreamId,
     policy_for,
     recovery_verdict,
+    tag,
     untag,
 )
 
@@ -40,10 +41,23 @@ def test_untag_splits_position_and_payload():
     )
 
 
+def test_untag_reads_the_origin_with_or_without_a_position():
+    position = Position.parse("ep:7-0")
+    assert untag(TAG + b"ep:7-0@w1a.2-3f\nx") == Incoming(b"x", position, "w1a.2-3f")
+    assert untag(TAG + b"@w1-3f\nx") == Incoming(b"x", None, "w1-3f")
+    for message in (
+        Incoming(b"p", position, "o-1"),
+        Incoming(b"p", None, "o-1"),
+        Incoming(b"p", position),
+    ):
+        assert untag(tag(message.position, message.origin, message.payload)) == message
+    assert tag(None, None, b"raw") == b"raw"
+
+
 def test_raw_and_malformed_messages_stay_as_they_are():
     assert untag(b"raw text") == Incoming(b"raw text")
-    assert untag(TAG + b"no newline") == Incoming(TAG + b"no newline")
-    assert untag(TAG + b"bad position\nx") == Incoming(TAG + b"bad position\nx")
+    for malformed in (b"no newline", b"bad position\nx", b"\nx", b"@\nx", b"ep:7-0@UPPER\nx"):
+        assert untag(TAG + malformed) == Incoming(TAG + malformed)
 
 
 def test_policy_patterns_in_order_with_fallback():

@@ -3,8 +3,9 @@ import json
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import TextMessage
 
-from wsloop.history import Incoming, Position
+from wsloop.history import Incoming, Position, StreamId
 from wsloop.hub import DISPATCH_BATCH, Hub
+from wsloop.recovery import SocketPhase, SocketRecovery
 
 
 class FakeBroker:
@@ -23,28 +24,42 @@ class FakeBroker:
         self.calls.append(("unsubscribe", tuple(channels)))
 
 
-def msgs(*payloads):
-    return [Incoming(payload) for payload in payloads]
+def msgs(*payloads, origin=None):
+    return [Incoming(payload, origin=origin) for payload in payloads]
+
+
+def at(number, payload=None, origin=None):
+    return Incoming(payload or f"m{number}".encode(), Position(EPOCH, StreamId(number, 0)), origin)
+
+
+EPOCH = "e1"
 
 
 class Member:
-    def __init__(self, envelope=False, recovering=False):
+    """A socket as the hub sees it, with a real recovery state machine."""
+
+    def __init__(self, envelope=False, live=True, origin=None, echo=False, since=None):
         self.frames: list[bytes] = []
-        self.held: list[tuple[str, Incoming]] = []
         self.envelope = envelope
-        self.recovering = recovering
+        self.origin, self.echo = origin, echo
+        self.recovery = SocketRecovery(since, envelope=envelope, hold_limit_bytes=1 << 20)
+        if live:
+            self.recovery.go_live()
 
     def deliver(self, frame):
         self.frames.append(frame)
 
     def hold(self, channel, messages):
-        self.held.extend((channel, message) for message in messages)
+        self.recovery.hold(channel, messages)
 
-    def texts(self):
+    def events(self):
         peer = Connection(ConnectionType.CLIENT)
         for frame in self.frames:
             peer.receive_data(frame)
-        return [e.data for e in peer.events() if isinstance(e, TextMessage)]
+        return list(peer.events())
+
+    def texts(self):
+        return [e.data for e in self.events() if isinstance(e, TextMessage)]
 
 
 def test_subscribe_on_first_interest_unsubscribe_on_last():
@@ -74,48 +89,25 @@ def test_dispatch_to_unknown_channel_is_a_no_op():
     assert Hub(FakeBroker()).dispatch("nobody", msgs(b"x")) == 0
 
 
-def test_own_publish_skips_the_sender_once():
-    hub, sender, other = Hub(FakeBroker()), Member(), Member()
+def test_own_publish_skips_the_sender_by_origin_not_by_payload():
+    hub, sender, other = Hub(FakeBroker()), Member(origin="w1-1"), Member()
     hub.join(sender, ["c"])
     hub.join(other, ["c"])
-    hub.expect_own_publish(sender, "c", b"m")
-    hub.dispatch("c", msgs(b"m"))
-    hub.dispatch("c", msgs(b"m"))  # someone else sent the same bytes: the sender gets this one
-    assert sender.texts() == ["m"]
-    assert other.texts() == ["m", "m"]
+    hub.dispatch("c", msgs(b"m"))  # someone else sent the same bytes first: the sender gets it
+    hub.dispatch("c", msgs(b"m", origin="w1-1"))
+    hub.dispatch("c", msgs(b"m", origin="w2-1"))  # a socket of another worker
+    assert sender.texts() == ["m", "m"]
+    assert other.texts() == ["m", "m", "m"]
 
 
-def test_own_publish_matches_by_payload_not_by_position():
-    hub, sender = Hub(FakeBroker()), Member()
-    hub.join(sender, ["c"])
-    hub.expect_own_publish(sender, "c", b"mine")
-    hub.dispatch("c", msgs(b"theirs"))
-    hub.dispatch("c", msgs(b"mine"))
-    assert sender.texts() == ["theirs"]
-
-
-def test_cancelled_and_forgotten_publishes():
-    hub, sender = Hub(FakeBroker()), Member()
-    hub.join(sender, ["c"])
-    hub.expect_own_publish(sender, "c", b"a")
-    hub.cancel_own_publish(sender, "c", b"a")
-    hub.expect_own_publish(sender, "c", b"b")
-    hub.forget_own_publishes()
-    hub.dispatch("c", msgs(b"a"))
-    hub.dispatch("c", msgs(b"b"))
-    assert sender.texts() == ["a", "b"]
-
-
-def test_expectation_needs_a_subscription_and_leaves_with_the_member():
-    hub, sender, stayer = Hub(FakeBroker()), Member(), Member()
-    hub.expect_own_publish(sender, "c", b"x")  # not subscribed: nothing to suppress
+def test_an_origin_leaves_with_its_member():
+    hub, sender, stayer = Hub(FakeBroker()), Member(origin="w1-1"), Member()
     hub.join(sender, ["c"])
     hub.join(stayer, ["c"])
-    hub.expect_own_publish(sender, "c", b"y")
     hub.leave(sender, ["c"])
-    hub.dispatch("c", msgs(b"x"))
-    hub.dispatch("c", msgs(b"y"))
-    assert stayer.texts() == ["x", "y"]
+    hub.dispatch("c", msgs(b"y", origin="w1-1"))
+    assert stayer.texts() == ["y"]
+    assert sender.frames == []
 
 
 def test_member_leaving_during_dispatch_is_safe():
@@ -143,20 +135,19 @@ def test_consecutive_messages_are_joined_into_one_write_per_member():
 
 
 def test_a_sender_skipping_its_own_message_gets_the_others_in_order():
-    hub, sender, other = Hub(FakeBroker()), Member(), Member()
+    hub, sender, other = Hub(FakeBroker()), Member(origin="me"), Member()
     hub.join(sender, ["c"])
     hub.join(other, ["c"])
-    hub.expect_own_publish(sender, "c", b"2")
-    assert hub.dispatch("c", msgs(b"1", b"2", b"3")) == 5
+    run = [Incoming(b"1"), Incoming(b"2", origin="me"), Incoming(b"3")]
+    assert hub.dispatch("c", run) == 5
     assert sender.texts() == ["1", "3"]
     assert other.texts() == ["1", "2", "3"]
 
 
 def test_a_run_of_only_own_messages_writes_nothing_to_the_sender():
-    hub, sender = Hub(FakeBroker()), Member()
+    hub, sender = Hub(FakeBroker()), Member(origin="me")
     hub.join(sender, ["c"])
-    hub.expect_own_publish(sender, "c", b"mine")
-    assert hub.dispatch("c", msgs(b"mine")) == 0
+    assert hub.dispatch("c", msgs(b"mine", origin="me")) == 0
     assert sender.frames == []
 
 
@@ -180,29 +171,52 @@ def test_envelope_members_get_ids_and_audiences_bare_members_the_payload():
     assert second == {"type": "message", "audience": "group:a:b", "data_base64": "/w=="}
 
 
-def test_recovering_members_hold_messages_instead():
-    hub, recovering = Hub(FakeBroker()), Member(recovering=True)
-    hub.join(recovering, ["c"])
-    hub.dispatch("c", msgs(b"1", b"2"))
-    assert recovering.frames == []
-    assert [m.payload for _, m in recovering.held] == [b"1", b"2"]
+def test_starting_members_hold_messages_instead():
+    hub, starting = Hub(FakeBroker()), Member(live=False)
+    hub.join(starting, ["c"])
+    assert hub.dispatch("c", msgs(b"1", b"2")) == 0  # counted when released
+    assert starting.frames == []
+    release = starting.recovery.go_live()
+    assert [m.payload for _, m in release.held] == [b"1", b"2"]
 
 
-def test_echo_comes_back_in_bus_order_with_the_senders_opcode():
-    hub, sender = Hub(FakeBroker()), Member()
+def test_an_envelope_sender_with_echo_gets_its_own_message_in_bus_order():
+    hub, sender = Hub(FakeBroker()), Member(envelope=True, origin="me", echo=True)
     hub.join(sender, ["c"])
-    hub.expect_own_publish(sender, "c", b"abc", is_text=False, echo=True)
-    assert hub.dispatch("c", msgs(b"before", b"abc", b"after")) == 3
-    peer = Connection(ConnectionType.CLIENT)
-    peer.receive_data(sender.frames[0])
-    events = [(type(e).__name__, e.data) for e in peer.events()]
-    assert events == [("TextMessage", "before"), ("BytesMessage", b"abc"), ("TextMessage", "after")]
+    assert hub.dispatch("c", [at(1), at(2, b"mine", "me"), at(3)]) == 3
+    assert [json.loads(t)["data"] for t in sender.texts()] == ["m1", "mine", "m3"]
 
 
-def test_recovering_sender_holds_its_echo_but_not_a_skipped_message():
-    hub, sender = Hub(FakeBroker()), Member(recovering=True)
-    hub.join(sender, ["c"])
-    hub.expect_own_publish(sender, "c", b"skipped")
-    hub.expect_own_publish(sender, "c", b"echoed", echo=True)
-    hub.dispatch("c", msgs(b"skipped", b"echoed"))
-    assert [m.payload for _, m in sender.held] == [b"echoed"]
+def test_a_starting_sender_holds_its_echo_but_not_a_skipped_message():
+    skipping, echoing = Member(live=False, origin="a"), Member(live=False, origin="b", echo=True)
+    hub = Hub(FakeBroker())
+    hub.join(skipping, ["c"])
+    hub.join(echoing, ["c"])
+    hub.dispatch("c", [Incoming(b"from a", origin="a"), Incoming(b"from b", origin="b")])
+    assert [m.payload for _, m in skipping.recovery.go_live().held] == [b"from b"]
+    assert [m.payload for _, m in echoing.recovery.go_live().held] == [b"from a", b"from b"]
+
+
+def test_a_member_at_its_seam_gets_only_what_follows_it_then_the_shared_frame():
+    hub = Hub(FakeBroker())
+    seamed, plain = Member(envelope=True, live=False, since=at(0).position), Member(envelope=True)
+    hub.join(seamed, ["c"])
+    hub.join(plain, ["c"])
+    seamed.recovery.begin_replay()
+    seamed.recovery.replayed([("c", at(1)), ("c", at(2))])
+    seamed.recovery.replay_ended(None)
+    seamed.recovery.go_live()  # its replay reached 2; the live copies of 1 and 2 are late
+    assert hub.dispatch("c", [at(1), at(2), at(3)]) == 4
+    assert [json.loads(t)["data"] for t in seamed.texts()] == ["m3"]
+    assert seamed.recovery.seam is None  # passed: from now on it shares everyone's frame
+    hub.dispatch("c", [at(4)])
+    assert seamed.frames[-1] is plain.frames[-1]
+
+
+def test_closed_members_get_nothing():
+    hub, closed = Hub(FakeBroker()), Member(live=False, origin="me")
+    hub.join(closed, ["c"])
+    closed.recovery.close()
+    assert closed.recovery.phase is SocketPhase.CLOSED
+    assert hub.dispatch("c", msgs(b"x")) == 0
+    assert closed.frames == []

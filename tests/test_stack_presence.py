@@ -39,6 +39,7 @@ def test_presence_lists_users_with_their_socket_counts(stack, sessions):
 def test_presence_flag_receives_join_and_leave_events(stack, sessions):
     facility = unique_facility()
     with ws_connect(stack, f"{facility}?presence&envelope", session=sessions["carol"]) as watcher:
+        assert json.loads(recv(watcher))["type"] == "position"
         own_join = json.loads(recv(watcher))
         assert (own_join["type"], own_join["user"]) == ("join", "carol")
         with ws_connect(stack, f"{facility}?subscribe-broadcast", session=sessions["bob"]):

@@ -20,6 +20,7 @@ from helpers import (
     Publisher,
     RawWebSocket,
     RecoveringClient,
+    assert_silent,
     channel,
     health,
     recv,
@@ -80,21 +81,98 @@ def test_unknown_epoch_and_expired_position_ask_for_a_resync(stack):
     wsloop.publish(facility, "b", broadcast=True, expire=0)
     history = f"wsl:history:{facility}"
     client = redis_client(stack)
-    (first_id, _), _ = client.xrange(history)
+    (first_id, _), (newest_id, _) = client.xrange(history)
     epoch = client.get(f"{history}:epoch").decode()
+    current = f"{epoch}:{newest_id.decode()}"
     for since, reason in ((f"zzzz:{first_id.decode()}", "reset"), (f"{epoch}:1-0", "expired")):
         with ws_connect(stack, f"{facility}?subscribe-broadcast&envelope&since={since}") as ws:
-            assert json.loads(recv(ws)) == {"type": "resync", "reason": reason}
+            assert json.loads(recv(ws)) == {"type": "resync", "reason": reason, "id": current}
             wsloop.publish(facility, "live", broadcast=True, expire=0)
             assert json.loads(recv(ws))["data"] == "live"
+        current = wsloop.position(facility)
 
 
 def test_raw_publish_reaches_envelope_clients_without_an_id(stack):
     facility = unique_facility()
     with ws_connect(stack, f"{facility}?subscribe-broadcast&envelope") as ws:
-        wait_subscribed(stack, channel("broadcast", facility))
+        assert json.loads(recv(ws))["type"] == "position"
         redis_client(stack).publish(channel("broadcast", facility), b"raw")
         assert json.loads(recv(ws)) == {"type": "message", "audience": "broadcast", "data": "raw"}
+
+
+def test_a_socket_without_since_is_told_its_position_and_recovers_from_it(stack):
+    """A client that drops before its first message still has a position: nothing published
+    meanwhile is lost to it."""
+    facility = unique_facility()
+    with ws_connect(stack, f"{facility}?subscribe-broadcast&envelope") as ws:
+        told = json.loads(recv(ws))
+    assert told["type"] == "position" and told["id"] == wsloop.position(facility)
+    for number in range(3):
+        wsloop.publish(facility, str(number), broadcast=True, expire=0)
+    since = f"since={told['id']}"
+    with ws_connect(stack, f"{facility}?subscribe-broadcast&envelope&{since}") as ws:
+        assert [json.loads(recv(ws)).get("data") for _ in range(4)] == ["0", "1", "2", None]
+
+
+@pytest.mark.parametrize("history", ["new facility", "with history"])
+def test_a_page_rendered_with_its_position_misses_nothing_before_its_socket_opens(stack, history):
+    facility = unique_facility()
+    if history == "with history":
+        wsloop.publish(facility, "before the render", broadcast=True, expire=0)
+    rendered = wsloop.position(facility)  # the view renders the page with it
+    for number in range(5):  # published between the render and the page's connect
+        wsloop.publish(facility, str(number), broadcast=True, expire=0)
+    client = RecoveringClient(stack, facility)
+    client.last_id = rendered
+    client.connect()
+    assert client.receive(5) == NUMBERS[:5]
+    assert json.loads(recv(client.ws)) == {"type": "recovered", "count": 5, "id": client.last_id}
+    assert wsloop.position(facility) == client.last_id
+    client.close()
+
+
+def test_own_publishes_are_echoed_exactly_once_while_the_subscription_keeps_breaking(stack):
+    """Two sockets publish (one with echo, one without) while the worker's Redis subscription
+    is killed every 50 ms: what was published while it was down comes back through the
+    worker's replay, and with it the sender's own messages, by origin, exactly as live."""
+    facility = unique_facility()
+    before = health(stack)["worker_replayed"]
+    flags = "subscribe-broadcast&publish-broadcast&envelope"
+    with (
+        ws_connect(stack, f"{facility}?{flags}&echo") as echoing,
+        ws_connect(stack, f"{facility}?{flags}") as quiet,
+        ws_connect(stack, f"{facility}?subscribe-broadcast&envelope") as observer,
+    ):
+        for ws in (echoing, quiet, observer):
+            assert json.loads(recv(ws))["type"] == "position"
+        killer = redis_client(stack)
+        sent: list[str] = []
+        for number in range(100):
+            for ws, name in ((echoing, "e"), (quiet, "q")):
+                ws.send(f"{name}{number}")
+                sent.append(f"{name}{number}")
+            if number % 10 == 0:
+                killer.client_kill_filter(_type="pubsub")
+            time.sleep(0.005)
+
+        def data(ws, count):
+            got = []
+            while len(got) < count:
+                body = json.loads(recv(ws, timeout=30))
+                if body["type"] == "message":
+                    got.append(body["data"])
+            return got
+
+        mine = [m for m in sent if m.startswith("e")]
+        theirs = [m for m in sent if m.startswith("q")]
+        everything = data(observer, len(sent))
+        assert sorted(everything) == sorted(sent)
+        assert [m for m in everything if m.startswith("e")] == mine
+        assert [m for m in everything if m.startswith("q")] == theirs
+        assert data(echoing, len(sent)) == everything
+        assert data(quiet, len(mine)) == mine
+        assert_silent(quiet)
+    assert health(stack)["worker_replayed"] > before, "no publish fell into an outage"
 
 
 def test_private_history_is_replayed_only_to_its_audience(stack):
@@ -116,8 +194,9 @@ def test_redis_restart_loses_nothing_history_holds(stack):
     wsloop.publish(facility, "0", broadcast=True, expire=0)
     client.receive(1)
     stack.stop_service("redis")
-    with pytest.raises(wsloop.PublishError):
+    with pytest.raises(wsloop.PublishError) as refused:
         wsloop.publish(facility, "lost", broadcast=True)
+    assert not refused.value.maybe_published  # nothing was sent: retrying is safe
     stack.start_service("redis")
     stack.wait_for("redis", stack.redis_ready)
     for number in range(1, 21):  # published while the worker may still be resubscribing
@@ -134,8 +213,9 @@ def test_redis_unreachable_for_10_s_closes_no_socket(stack):
     os.kill(redis_pid, signal.SIGSTOP)
     try:
         started = time.monotonic()
-        with pytest.raises(wsloop.PublishError):
+        with pytest.raises(wsloop.PublishError) as unanswered:
             wsloop.publish(facility, "nowhere", broadcast=True)
+        assert unanswered.value.maybe_published  # sent, never answered
         time.sleep(max(0.0, 10 - (time.monotonic() - started)))
         assert client.ws.ping().wait(timeout=5), "sockets stay open while Redis hangs"
     finally:

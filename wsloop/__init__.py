@@ -11,10 +11,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["SELF", "PublishError", "presence", "publish"]
+__all__ = ["SELF", "PublishError", "position", "presence", "publish"]
 
 if TYPE_CHECKING:
-    from .publisher import SELF, PublishError, presence, publish
+    from .publisher import SELF, PublishError, position, presence, publish
 
 
 def __getattr__(name: str) -> Any:

@@ -65,10 +65,16 @@ class Broker(Protocol):
         """Remove channels from the subscription. Never raises."""
 
     def publish(
-        self, facility: str, channels: Sequence[str], payload: bytes, expire_s: int
+        self,
+        facility: str,
+        channels: Sequence[str],
+        payload: bytes,
+        expire_s: int,
+        origin: str | None = None,
     ) -> Published:
         """Append one payload to the facility's history and publish it to each channel; keep it
-        as the channel's persisted message for ``expire_s`` seconds (0: not kept). Raises
+        as the channel's persisted message for ``expire_s`` seconds (0: not kept). ``origin``
+        (the publishing socket's id) comes back with every copy, live or replayed. Raises
         BrokerUnavailable."""
 
     def replay(self, facility: str, since: Position | None, channels: frozenset[str]) -> Replay:
@@ -77,6 +83,11 @@ class Broker(Protocol):
 
     def last_position(self, facility: str) -> Position | None:
         """The facility's newest position, None without history. Raises BrokerUnavailable."""
+
+    def current_position(self, facility: str) -> Position | None:
+        """The facility's newest position, made if history has none yet, so that a client can
+        recover from it later; None when the facility keeps no history. Raises
+        BrokerUnavailable."""
 
     def wait_subscribed(self, channels: Collection[str], timeout_s: float) -> bool:
         """Wait until the bus confirmed the subscription of every channel (False on timeout):

@@ -96,10 +96,15 @@ class RedisBroker:
         self._send(lambda pubsub: pubsub.unsubscribe(*channels))  # type: ignore[no-untyped-call]
 
     def publish(
-        self, facility: str, channels: Sequence[str], payload: bytes, expire_s: int
+        self,
+        facility: str,
+        channels: Sequence[str],
+        payload: bytes,
+        expire_s: int,
+        origin: str | None = None,
     ) -> Published:
         try:
-            return self._history.publish(facility, channels, payload, expire_s)
+            return self._history.publish(facility, channels, payload, expire_s, origin)
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"cannot publish: {exc}") from exc
 
@@ -113,6 +118,12 @@ class RedisBroker:
     def last_position(self, facility: str) -> Position | None:
         try:
             return self._history.last_position(facility)
+        except REDIS_ERRORS as exc:
+            raise BrokerUnavailable(f"cannot read history: {exc}") from exc
+
+    def current_position(self, facility: str) -> Position | None:
+        try:
+            return self._history.current_position(facility)
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"cannot read history: {exc}") from exc
 

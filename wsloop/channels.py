@@ -109,6 +109,11 @@ def presence_channel(prefix: str, facility: str) -> str:
     return f"{prefix}presence:{facility}"
 
 
+def facility_of_channel(channel: str) -> str:
+    """The facility a channel belongs to: facilities contain no colon, so the last segment."""
+    return channel.rpartition(":")[2]
+
+
 def channel_name(prefix: str, audience: Audience, facility: str, member: str = "") -> str:
     """The Redis channel of one audience member (``member`` unused for broadcast)."""
     if audience is Audience.BROADCAST:

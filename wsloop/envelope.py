@@ -5,12 +5,19 @@ a JSON text message:
 
     {"type": "message", "id": "<position>", "audience": "broadcast", "data": "<text>"}
     {"type": "message", "id": "<position>", "audience": "group:blue", "data_base64": "..."}
-    {"type": "recovered", "count": 12, "id": "<position of the last replayed message>"}
-    {"type": "resync", "reason": "reset" | "expired" | "unavailable"}
+    {"type": "position", "id": "<position>"}
+    {"type": "recovered", "count": 12, "id": "<position>"}
+    {"type": "resync", "reason": "reset" | "expired" | "unavailable", "id": "<position>"}
 
 ``id`` is absent for messages PUBLISHed raw (they have no place in history). ``audience`` is
 ``broadcast``, ``user``, ``session`` or ``group:<name>``. Binary payloads (not UTF-8) travel as
 ``data_base64``. A client keeps the last ``id`` it saw and reconnects with ``?since=<id>``.
+
+Exactly one of ``position`` (connected without ``since``), ``recovered`` or ``resync`` ends a
+socket's start, before any live message; its ``id`` is where the socket stands, every message
+after it follows (no ``id``: no position is known, the facility keeps no history or it could not
+be read). A worker that could not replay what its lost subscription missed sends ``resync``
+again later, without ``id``. Clients ignore types they do not know.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from typing import Any
 
 from .history import Position, Resync
 from .protocol import encode_text
+from .recovery import Verdict, VerdictKind
 
 
 def audience_of(channel: str, prefix: str) -> str:
@@ -47,14 +55,22 @@ def message_frame(payload: bytes, position: Position | None, audience: str) -> b
     return encode_text(json.dumps(body, ensure_ascii=False, separators=(",", ":")))
 
 
-def recovered_frame(count: int, last: Position | None) -> bytes:
-    body: dict[str, Any] = {"type": "recovered", "count": count}
-    if last is not None:
-        body["id"] = str(last)
-    return encode_text(json.dumps(body, separators=(",", ":")))
+def verdict_frame(verdict: Verdict) -> bytes:
+    """The control message that ends a socket's start."""
+    body: dict[str, Any] = {"type": verdict.kind.value}
+    if verdict.kind is VerdictKind.RECOVERED:
+        body["count"] = verdict.count
+    elif verdict.kind is VerdictKind.RESYNC and verdict.reason is not None:
+        body["reason"] = verdict.reason.value
+    if verdict.position is not None:
+        body["id"] = str(verdict.position)
+    return _control(body)
 
 
 def resync_frame(reason: Resync) -> bytes:
-    return encode_text(
-        json.dumps({"type": "resync", "reason": reason.value}, separators=(",", ":"))
-    )
+    """A live socket's resync: the worker could not replay what its subscription missed."""
+    return _control({"type": "resync", "reason": reason.value})
+
+
+def _control(body: dict[str, Any]) -> bytes:
+    return encode_text(json.dumps(body, separators=(",", ":")))

@@ -15,6 +15,10 @@ Recovery is exact or refused: a client is replayed everything after its position
 position's own entry is still in the stream (trimming removes the oldest entries first, so nothing
 after it can be missing); otherwise it gets a resync.
 
+A message a socket published also carries that socket's origin (an id unique across workers), in
+history and on the bus, so that the socket's own messages are told apart from identical payloads of
+others, live and in any replay.
+
 Messages PUBLISHed raw by other Redis clients bypass history: they are delivered live, without an
 id, and cannot be recovered.
 """
@@ -27,13 +31,16 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-# Marks a live message that went through history: TAG + epoch + b":" + id + b"\n" + payload.
-# The NUL bytes keep it apart from any text payload; a raw binary payload starting with exactly
-# these 7 bytes would be misread (documented).
+# Marks a live message that went through wsloop: TAG + header + b"\n" + payload, where the header
+# is "<epoch>:<id>" (its place in history), "@<origin>" (the socket that published it) or both,
+# "<epoch>:<id>@<origin>". The NUL bytes keep it apart from any text payload; a raw binary payload
+# starting with exactly these 7 bytes would be misread (documented).
 TAG = b"\x00wsl1\x00"
+ORIGIN_MARK = "@"
 
 _STREAM_ID = re.compile(r"(\d{1,20})-(\d{1,20})")
 _EPOCH = re.compile(r"[0-9a-z]{1,32}")
+_ORIGIN = re.compile(r"[0-9a-z.-]{1,64}")
 
 
 @dataclass(frozen=True, order=True)
@@ -78,23 +85,43 @@ class Position:
 
 @dataclass(frozen=True)
 class Incoming:
-    """A message from the bus: the payload, and its position if it went through history."""
+    """A message from the bus: the payload, its position if it went through history, and the
+    origin of the socket that published it, if one did."""
 
     payload: bytes
     position: Position | None = None
+    origin: str | None = None
+
+
+def tag(position: Position | None, origin: str | None, payload: bytes) -> bytes:
+    """The bus form of a message (``untag``'s inverse); raw when it has neither part."""
+    if position is None and origin is None:
+        return payload
+    header = "" if position is None else str(position)
+    if origin is not None:
+        header += ORIGIN_MARK + origin
+    return TAG + header.encode("ascii") + b"\n" + payload
 
 
 def untag(data: bytes) -> Incoming:
-    """Split a bus message into payload and position; untagged (raw) messages have none."""
+    """Split a bus message into payload, position and origin; untagged (raw) messages have
+    neither, and so does a malformed header (the message then stays as it came)."""
     if not data.startswith(TAG):
         return Incoming(data)
     header, newline, payload = data[len(TAG) :].partition(b"\n")
     if not newline:
         return Incoming(data)
     try:
-        return Incoming(payload, Position.parse(header.decode("ascii")))
+        text = header.decode("ascii")
+        where, mark, origin = text.partition(ORIGIN_MARK)
+        if mark and _ORIGIN.fullmatch(origin) is None:
+            raise ValueError(f"not an origin: {origin!r}")
+        position = Position.parse(where) if where else None
     except (ValueError, UnicodeDecodeError):
         return Incoming(data)
+    if position is None and not mark:
+        return Incoming(data)
+    return Incoming(payload, position, origin if mark else None)
 
 
 @dataclass(frozen=True)
@@ -131,7 +158,7 @@ class Resync(enum.Enum):
 
     RESET = "reset"  # the history the position belongs to is gone (new epoch)
     EXPIRED = "expired"  # the position is older than what history still holds
-    UNAVAILABLE = "unavailable"  # history could not be read (Redis down, history disabled)
+    UNAVAILABLE = "unavailable"  # no history to read: disabled, or unreadable for too long
 
 
 def recovery_verdict(

@@ -1,10 +1,11 @@
 """History in Redis: one stream per facility, appended and published in one atomic script.
 
 Keys (``{p}`` is the channel prefix): ``{p}history:{facility}`` (the stream; fields ``c``, the
-channel, and ``d``, the payload) and ``{p}history:{facility}:epoch``. Both expire together
-``age_s`` after the last message, and the stream is trimmed to ``length`` entries (approximately)
-and ``age_s`` seconds on every append. Memory: about 100 bytes of overhead per entry plus the
-payload and channel name (see loadtest/README.md for the measured figure).
+channel, ``d``, the payload, and ``o``, the origin of a message a socket published) and
+``{p}history:{facility}:epoch``. Both expire together ``age_s`` after the last message, and the
+stream is trimmed to ``length`` entries (approximately) and ``age_s`` seconds on every append.
+Memory: about 100 bytes of overhead per entry plus the payload and channel name (see
+loadtest/README.md for the measured figure).
 
 Publishing through the script is what puts the position in the live message (see
 ``history.TAG``), so that a socket knows the id of what it received and a replay can be joined to
@@ -29,26 +30,37 @@ from .history import (
     StreamId,
     policy_for,
     recovery_verdict,
+    tag,
 )
 
 REPLAY_PAGE_ENTRIES = 1000  # entries read per XRANGE while replaying
 
-# KEYS: stream, epoch key. ARGV: length, age_ms, new epoch, expire_s, tag, payload, channels...
-# Returns {receivers, epoch, one stream id per channel}.
+# KEYS: stream, epoch key. ARGV: length, age_ms, new epoch, expire_s, tag, origin, payload,
+# channels... Returns {receivers, epoch, one stream id per channel}.
 PUBLISH_LUA = r"""
 local stream, epoch_key = KEYS[1], KEYS[2]
 local length, age_ms = tonumber(ARGV[1]), tonumber(ARGV[2])
-local expire_s, tag, payload = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local expire_s, tag, origin, payload = tonumber(ARGV[4]), ARGV[5], ARGV[6], ARGV[7]
 local epoch = redis.call('GET', epoch_key)
 if (not epoch) or redis.call('EXISTS', stream) == 0 then
   epoch = ARGV[3]
   redis.call('SET', epoch_key, epoch)
 end
+local mark = ''
+if origin ~= '' then
+  mark = '@' .. origin
+end
 local result = {0, epoch}
-for i = 7, #ARGV do
+for i = 8, #ARGV do
   local channel = ARGV[i]
-  local id = redis.call('XADD', stream, 'MAXLEN', '~', length, '*', 'c', channel, 'd', payload)
-  local live = tag .. epoch .. ':' .. id .. '\n' .. payload
+  local id
+  if origin ~= '' then
+    id = redis.call('XADD', stream, 'MAXLEN', '~', length, '*', 'c', channel, 'd', payload,
+                    'o', origin)
+  else
+    id = redis.call('XADD', stream, 'MAXLEN', '~', length, '*', 'c', channel, 'd', payload)
+  end
+  local live = tag .. epoch .. ':' .. id .. mark .. '\n' .. payload
   result[1] = result[1] + redis.call('PUBLISH', channel, live)
   if expire_s > 0 then
     redis.call('SET', channel, payload, 'EX', expire_s)
@@ -61,6 +73,27 @@ redis.call('XTRIM', stream, 'MINID', '~', tostring(min_id))
 redis.call('PEXPIRE', stream, age_ms)
 redis.call('PEXPIRE', epoch_key, age_ms)
 return result
+"""
+
+# The facility's newest position; a history without one (none yet, expired, emptied) gets a
+# marker entry (no channel, no payload: never replayed) so that the position is a real entry of
+# the current epoch, recoverable like any other. KEYS: stream, epoch key. ARGV: length, age_ms,
+# new epoch. Returns {epoch, stream id}.
+POSITION_LUA = r"""
+local stream, epoch_key = KEYS[1], KEYS[2]
+local epoch = redis.call('GET', epoch_key)
+local newest = redis.call('XREVRANGE', stream, '+', '-', 'COUNT', 1)
+if epoch and #newest > 0 then
+  return {epoch, newest[1][1]}
+end
+if (not epoch) or redis.call('EXISTS', stream) == 0 then
+  epoch = ARGV[3]
+  redis.call('SET', epoch_key, epoch)
+end
+local id = redis.call('XADD', stream, 'MAXLEN', '~', tonumber(ARGV[1]), '*', 'c', '', 'd', '')
+redis.call('PEXPIRE', stream, tonumber(ARGV[2]))
+redis.call('PEXPIRE', epoch_key, tonumber(ARGV[2]))
+return {epoch, id}
 """
 
 
@@ -100,6 +133,7 @@ class RedisHistory:
         self._prefix = prefix
         self._policies = policies
         self._script = client.register_script(PUBLISH_LUA)
+        self._position_script = client.register_script(POSITION_LUA)
 
     def stream_key(self, facility: str) -> str:
         return f"{self._prefix}history:{facility}"
@@ -108,15 +142,22 @@ class RedisHistory:
         return policy_for(facility, self._policies)
 
     def publish(
-        self, facility: str, channels: Sequence[str], payload: bytes, expire_s: int
+        self,
+        facility: str,
+        channels: Sequence[str],
+        payload: bytes,
+        expire_s: int,
+        origin: str | None = None,
     ) -> Published:
         """Append to history and publish, atomically; raw publish when history is disabled.
+        ``origin``: the publishing socket's id, carried by the message (``history.tag``).
 
         Raises redis.RedisError or OSError when Redis cannot be reached.
         """
         policy = self.policy(facility)
         if not policy.enabled:
-            return Published(self._publish_raw(channels, payload, expire_s), ())
+            receivers = self._publish_raw(channels, payload, tag(None, origin, payload), expire_s)
+            return Published(receivers, ())
         stream = self.stream_key(facility)
         result = self._script(
             keys=[stream, f"{stream}:epoch"],
@@ -126,6 +167,7 @@ class RedisHistory:
                 secrets.token_hex(5),
                 expire_s,
                 TAG,
+                origin or "",
                 payload,
                 *channels,
             ],
@@ -134,14 +176,32 @@ class RedisHistory:
         positions = tuple(Position(epoch, StreamId.parse(_text(i))) for i in result[2:])
         return Published(int(result[0]), positions)
 
-    def _publish_raw(self, channels: Sequence[str], payload: bytes, expire_s: int) -> int:
+    def _publish_raw(
+        self, channels: Sequence[str], payload: bytes, message: bytes, expire_s: int
+    ) -> int:
         with self._client.pipeline(transaction=False) as pipe:
             for channel in channels:
-                pipe.publish(channel, payload)
+                pipe.publish(channel, message)
                 if expire_s > 0:
                     pipe.set(channel, payload, ex=expire_s)
             replies = pipe.execute()
         return sum(int(reply) for reply in replies[:: 2 if expire_s > 0 else 1])
+
+    def current_position(self, facility: str) -> Position | None:
+        """Where the facility's history stands now, as a position a client can recover from
+        later (a history that has none gets one); None when the facility keeps no history.
+
+        Raises redis.RedisError or OSError when Redis cannot be reached.
+        """
+        policy = self.policy(facility)
+        if not policy.enabled:
+            return None
+        stream = self.stream_key(facility)
+        epoch, entry_id = self._position_script(
+            keys=[stream, f"{stream}:epoch"],
+            args=[policy.length, policy.age_s * 1000, secrets.token_hex(5)],
+        )
+        return Position(_text(epoch), StreamId.parse(_text(entry_id)))
 
     def last_position(self, facility: str) -> Position | None:
         """The position of the facility's newest message; None while it has no history."""
@@ -160,6 +220,8 @@ class RedisHistory:
 
         Raises redis.RedisError or OSError when Redis cannot be reached.
         """
+        if not self.policy(facility).enabled:
+            return Replay(Resync.UNAVAILABLE)
         stream = self.stream_key(facility)
         if since is None:
             epoch = self._client.get(f"{stream}:epoch")
@@ -201,7 +263,10 @@ class RedisHistory:
                 channel = fields[b"c"].decode()
                 if channel in channels:
                     position = Position(since.epoch, StreamId.parse(cursor))
-                    page.append((channel, Incoming(fields[b"d"], position)))
+                    origin = fields.get(b"o")
+                    page.append(
+                        (channel, Incoming(fields[b"d"], position, origin and origin.decode()))
+                    )
             if page:
                 yield page
             if len(entries) < REPLAY_PAGE_ENTRIES:

@@ -5,25 +5,27 @@ worker to it, the last one to leave unsubscribes. A message from the bus is enco
 and the same bytes object is handed to every recipient, so the cost of a broadcast is one encoding
 plus one non-blocking write per socket.
 
-Own messages: when a socket publishes to a channel it is itself subscribed to, the hub records
-(channel, payload, sender) before the publish goes out; the first copy of that payload coming
-back on that channel skips the sender (``echo`` off) or reaches it re-encoded with the opcode
-it sent (``echo`` on), in its place in the bus order. A sender therefore receives its own
-message exactly zero times without ``echo`` and exactly once with it, whatever other clients
-send.
+What each socket gets is its recovery's decision (``wsloop.recovery``): a socket that is still
+starting holds the messages, a live one past its seam gets the shared frame, one at its seam
+gets the messages after it. Only the last two cases cost more than one write.
+
+Own messages: a message a socket published carries that socket's origin (``Incoming.origin``),
+live and replayed. The sender skips its own copy, except an envelope socket with ``echo``,
+which gets it from the bus in its place in history order (a bare socket with ``echo`` answers
+itself at once). So a sender receives its own message exactly zero times without ``echo`` and
+exactly once with it, whatever other clients send and across the worker's resubscriptions.
 """
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
 from typing import Protocol
 
 from .broker import Broker
 from .envelope import audience_of, message_frame
 from .history import Incoming
-from .protocol import encode_data, encode_message
+from .protocol import encode_message
+from .recovery import SocketPhase, SocketRecovery
 
 DISPATCH_BATCH = 256  # members served between two pauses: bounds how long a broadcast holds
 # the worker (about 1 ms of writes), at the cost of one greenlet switch per batch
@@ -37,14 +39,22 @@ class Member(Protocol):
         """Wants JSON envelopes (ids, audiences) rather than bare payloads."""
 
     @property
-    def recovering(self) -> bool:
-        """Replaying history: live messages are held, not sent."""
+    def recovery(self) -> SocketRecovery:
+        """Whether live messages are held, delivered, or dropped at the seam."""
+
+    @property
+    def origin(self) -> str | None:
+        """The origin its own publishes carry; None if it publishes nothing it hears."""
+
+    @property
+    def echo(self) -> bool:
+        """Its own publishes reach it from the bus; otherwise the hub skips them."""
 
     def deliver(self, frame: bytes) -> None:
         """Queue one encoded frame; must not block."""
 
     def hold(self, channel: str, messages: Sequence[Incoming]) -> None:
-        """Keep live messages that arrive during recovery; must not block."""
+        """Keep live messages that arrive while the socket starts; must not block."""
 
 
 class Hub:
@@ -52,7 +62,7 @@ class Hub:
         self._broker = broker
         self._prefix = prefix
         self._members: dict[str, set[Member]] = {}
-        self._own_publishes: dict[str, deque[OwnPublish]] = {}
+        self._publishers: dict[str, Member] = {}  # by origin
 
     @property
     def channels(self) -> frozenset[str]:
@@ -65,6 +75,8 @@ class Hub:
             if not members:
                 new.append(channel)
             members.add(member)
+        if member.origin is not None:
+            self._publishers[member.origin] = member
         if new:
             self._broker.subscribe(new)
 
@@ -77,10 +89,9 @@ class Hub:
             members.discard(member)
             if not members:
                 del self._members[channel]
-                self._own_publishes.pop(channel, None)
                 gone.append(channel)
-            else:
-                self._forget_publishes_of(member, channel)
+        if member.origin is not None:
+            self._publishers.pop(member.origin, None)
         if gone:
             self._broker.unsubscribe(gone)
 
@@ -90,111 +101,68 @@ class Hub:
         messages: Sequence[Incoming],
         pause: Callable[[], None] | None = None,
     ) -> int:
-        """Deliver consecutive messages of one channel to its local members; returns deliveries.
+        """Deliver consecutive messages of one channel to its local members; returns the
+        deliveries (messages queued to sockets; held ones count when they are released).
 
         Each member gets one write: the frames of all the messages joined (the same bytes object
-        for every member of the same kind, bare or envelope, except a sender skipping its own
-        message). Members replaying history get the messages to hold instead. ``pause`` is
-        called every ``DISPATCH_BATCH`` members, so a broadcast to thousands of sockets lets the
-        rest of the worker run in between.
+        for every member of the same kind, bare or envelope). ``pause`` is called every
+        ``DISPATCH_BATCH`` members, so a broadcast to thousands of sockets lets the rest of the
+        worker run in between.
         """
         members = self._members.get(channel)
         if not members or not messages:
             return 0
-        owns = [self._take_own_publish(channel, message.payload) for message in messages]
+        senders = self._senders(messages)
         variants = _Variants(messages, audience_of(channel, self._prefix))
-        recipients = tuple(members)
-        senders = {own.member for own in owns if own is not None}
-        for index, member in enumerate(recipients, 1):
-            if member.recovering:
-                member.hold(
-                    channel,
-                    [
-                        m
-                        for m, own in zip(messages, owns, strict=True)
-                        if own is None or own.member is not member or own.echo
-                    ],
-                )
-            elif member in senders:
-                self._deliver_with_own(member, variants.frames(member.envelope), owns)
-            else:
+        everything = len(messages)
+        delivered = 0
+        for index, member in enumerate(tuple(members), 1):
+            recovery = member.recovery
+            if (
+                recovery.seam is None
+                and recovery.phase is SocketPhase.LIVE
+                and member not in senders
+            ):
                 member.deliver(variants.joined(member.envelope))
+                delivered += everything
+            else:
+                delivered += self._deliver_some(channel, member, messages, variants)
             if pause is not None and index % DISPATCH_BATCH == 0:
                 pause()
-        skipped = sum(own is not None and not own.echo for own in owns)
-        return len(messages) * len(recipients) - skipped
+        return delivered
+
+    def _senders(self, messages: Sequence[Incoming]) -> set[Member]:
+        if not self._publishers:
+            return set()
+        publishers = self._publishers
+        return {publishers[m.origin] for m in messages if m.origin in publishers}
 
     @staticmethod
-    def _deliver_with_own(
-        member: Member, frames: list[bytes], owns: list[OwnPublish | None]
-    ) -> None:
-        """The run for a sender: its own messages skipped (no echo) or re-encoded with the
-        opcode it sent (echo), in their place in the run."""
-        parts = []
-        for frame, own in zip(frames, owns, strict=True):
-            if own is None or own.member is not member:
-                parts.append(frame)
-            elif own.echo:
-                parts.append(frame if member.envelope else encode_data(own.payload, own.is_text))
-        if parts:
-            member.deliver(b"".join(parts))
+    def _deliver_some(
+        channel: str, member: Member, messages: Sequence[Incoming], variants: _Variants
+    ) -> int:
+        """A member that holds, is at its seam, or sent some of the messages."""
+        origin = member.origin
+        wanted = [
+            index
+            for index, message in enumerate(messages)
+            if origin is None or message.origin != origin or member.echo
+        ]
+        recovery = member.recovery
+        if recovery.holding:
+            member.hold(channel, [messages[index] for index in wanted])
+            return 0
+        if recovery.phase is not SocketPhase.LIVE:
+            return 0
+        admitted = recovery.admit([messages[index] for index in wanted])
+        if not admitted:
+            return 0
+        frames = variants.frames(member.envelope)
+        member.deliver(b"".join(frames[wanted[index]] for index in admitted))
+        return len(admitted)
 
     def members_of(self, channel: str) -> tuple[Member, ...]:
         return tuple(self._members.get(channel, ()))
-
-    def expect_own_publish(
-        self,
-        member: Member,
-        channel: str,
-        payload: bytes,
-        *,
-        is_text: bool = True,
-        echo: bool = False,
-    ) -> None:
-        """Record that ``member`` is about to publish ``payload`` on ``channel``: its copy
-        coming back skips it, or with ``echo`` reaches it with its own opcode, in bus order."""
-        if member in self._members.get(channel, ()):
-            pending = self._own_publishes.setdefault(channel, deque())
-            pending.append(OwnPublish(member, payload, is_text, echo))
-
-    def cancel_own_publish(self, member: Member, channel: str, payload: bytes) -> None:
-        """The publish failed: its copy will never come back."""
-        pending = self._own_publishes.get(channel)
-        if pending is None:
-            return
-        for own in pending:
-            if own.member is member and own.payload == payload:
-                pending.remove(own)
-                return
-
-    def forget_own_publishes(self) -> None:
-        """The subscription was re-established: copies in flight were lost with it."""
-        self._own_publishes.clear()
-
-    def _take_own_publish(self, channel: str, payload: bytes) -> OwnPublish | None:
-        pending = self._own_publishes.get(channel)
-        if not pending:
-            return None
-        for index, own in enumerate(pending):
-            if own.payload == payload:
-                del pending[index]
-                return own
-        return None
-
-    def _forget_publishes_of(self, member: Member, channel: str) -> None:
-        pending = self._own_publishes.get(channel)
-        if pending:
-            self._own_publishes[channel] = deque(e for e in pending if e.member is not member)
-
-
-@dataclass(frozen=True, eq=False)
-class OwnPublish:
-    """A message a local socket published, on its way back from the bus."""
-
-    member: Member
-    payload: bytes
-    is_text: bool
-    echo: bool
 
 
 class _Variants:

@@ -106,6 +106,24 @@ FAMILIES = (
         "recoveries",
     ),
     Family(
+        "wsloop_resyncs",
+        "Resyncs sent: history could not fill a socket's gap (expired, reset, unavailable).",
+        Kind.COUNTER,
+        "resyncs",
+    ),
+    Family(
+        "wsloop_start_retries",
+        "Envelope sockets closed with 1013 because history could not be read at their start.",
+        Kind.COUNTER,
+        "retries",
+    ),
+    Family(
+        "wsloop_worker_replayed_messages",
+        "Messages a worker replayed from history after its Redis subscription came back.",
+        Kind.COUNTER,
+        "worker_replayed",
+    ),
+    Family(
         "wsloop_redis_reconnects",
         "Times the Redis subscription connection was lost and made again.",
         Kind.COUNTER,

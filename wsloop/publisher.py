@@ -18,13 +18,18 @@ from .channels import Audience, Identity, audience_channels, channel_name, is_va
 from .history_redis import RedisHistory
 from .identity import GROUPS_KEY, WS4REDIS_GROUPS_KEY
 from .presence_store import RedisPresence
-from .redis_pool import get_pool
+from .redis_pool import NotConnected, get_pool
 
 
 class PublishError(Exception):
-    """Redis did not confirm the message (never a silent drop). After a refused connection
-    nothing was published; after a timeout the message may still be applied by a Redis that
-    was only slow, so a retry can duplicate it."""
+    """Redis did not confirm the message (never a silent drop). ``maybe_published`` is False
+    when nothing was sent (no connection could be had: a retry is safe) and True when the
+    command went out and its answer never came (a timeout, a connection lost: Redis may have
+    applied it, so a retry can publish it twice)."""
+
+    def __init__(self, message: str, *, maybe_published: bool) -> None:
+        super().__init__(message)
+        self.maybe_published = maybe_published
 
 
 class _SelfMarker:
@@ -118,12 +123,19 @@ def publish_to_channels(
     history = RedisHistory(client, settings.channel_prefix, settings.history)
     try:
         return history.publish(facility, list(channels), payload, expire_s).receivers
-    except redis.TimeoutError as exc:
+    except NotConnected as exc:
         raise PublishError(
-            f"Redis did not answer in time, the message may or may not have been published: {exc}"
+            f"message not published, Redis unavailable: {exc}", maybe_published=False
+        ) from exc
+    except redis.ResponseError as exc:
+        raise PublishError(
+            f"message not published, Redis refused it: {exc}", maybe_published=False
         ) from exc
     except (redis.RedisError, OSError) as exc:
-        raise PublishError(f"message not published, Redis unavailable: {exc}") from exc
+        raise PublishError(
+            f"Redis did not answer, the message may or may not have been published: {exc}",
+            maybe_published=True,
+        ) from exc
 
 
 def publish(
@@ -158,6 +170,27 @@ def publish(
     return publish_to_channels(facility, channels, message, expire)
 
 
+def position(facility: str) -> str | None:
+    """The facility's current position in history, for a page rendered now: a socket opened
+    later with ``since=<position>`` receives every message published after it, the ones between
+    the render and the connect included, as long as history still holds the position
+    (``WSLOOP_HISTORY``); after that it gets a resync. A facility without messages yet has a
+    position too. None when the facility keeps no history (``WSLOOP_HISTORY`` length 0).
+    Raises PublishError when Redis is unreachable and ValueError for an invalid facility."""
+    if not is_valid_facility(facility):
+        raise ValueError(f"invalid facility {facility!r}")
+    settings = conf.load()
+    client = redis.Redis(connection_pool=get_pool(settings.redis_url, settings.redis_pool_size))
+    history = RedisHistory(client, settings.channel_prefix, settings.history)
+    try:
+        current = history.current_position(facility)
+    except (redis.RedisError, OSError) as exc:
+        raise PublishError(
+            f"position unavailable, Redis unreachable: {exc}", maybe_published=False
+        ) from exc
+    return None if current is None else str(current)
+
+
 def presence(facility: str) -> dict[str, int]:
     """Users with sockets open on ``facility`` right now, with their socket counts (anonymous
     sockets are not counted). Raises PublishError when Redis is unreachable."""
@@ -168,4 +201,6 @@ def presence(facility: str) -> dict[str, int]:
             facility
         )
     except (redis.RedisError, OSError) as exc:
-        raise PublishError(f"presence unavailable, Redis unreachable: {exc}") from exc
+        raise PublishError(
+            f"presence unavailable, Redis unreachable: {exc}", maybe_published=False
+        ) from exc

@@ -32,7 +32,25 @@ CONNECT_TIMEOUT_S = 5.0
 HEALTH_CHECK_INTERVAL_S = 30  # PING a connection idle this long before using it again
 DEFAULT_MAX_CONNECTIONS = 1
 
-_pools: dict[str, redis.BlockingConnectionPool] = {}
+
+class NotConnected(redis.ConnectionError):
+    """No connection to Redis could be had (refused, timed out, none free in the pool): the
+    command was never sent."""
+
+
+class BoundedPool(redis.BlockingConnectionPool):
+    """redis-py's blocking pool, telling a failure to get a connection (``NotConnected``: the
+    command was not sent) from one after the command went out (it may have been applied)."""
+
+    def get_connection(self, *args: Any, **kwargs: Any) -> redis.Connection:
+        try:
+            connection: redis.Connection = super().get_connection(*args, **kwargs)  # type: ignore[no-untyped-call]
+        except (redis.ConnectionError, redis.TimeoutError) as exc:
+            raise NotConnected(str(exc)) from exc
+        return connection
+
+
+_pools: dict[str, BoundedPool] = {}
 _lock = threading.Lock()
 
 
@@ -48,7 +66,7 @@ def _pool_options(max_connections: int | None) -> dict[str, Any]:
     }
 
 
-def get_pool(url: str, max_connections: int | None = None) -> redis.BlockingConnectionPool:
+def get_pool(url: str, max_connections: int | None = None) -> BoundedPool:
     """The process-wide pool for ``url``; ``max_connections`` only counts on first use.
 
     Connections are named ``wsloop:<pid>`` (``wsloop:<pid>:sub`` for a worker's subscription).
@@ -56,7 +74,7 @@ def get_pool(url: str, max_connections: int | None = None) -> redis.BlockingConn
     with _lock:
         pool = _pools.get(url)
         if pool is None:
-            pool = redis.BlockingConnectionPool.from_url(url, **_pool_options(max_connections))
+            pool = BoundedPool.from_url(url, **_pool_options(max_connections))
             _pools[url] = pool
         return pool
 
@@ -65,7 +83,7 @@ class SharedConnectionPool:
     """A ``pool_class`` for ``django.core.cache.backends.redis.RedisCache``."""
 
     @classmethod
-    def from_url(cls, url: str, **options: Any) -> redis.BlockingConnectionPool:
+    def from_url(cls, url: str, **options: Any) -> BoundedPool:
         return get_pool(url, options.get("max_connections"))
 
 
@@ -115,13 +133,13 @@ def cooperative_connection_class(url: str) -> type[redis.Connection]:
     )
 
 
-def cooperative_pool(url: str, max_connections: int | None = None) -> redis.BlockingConnectionPool:
+def cooperative_pool(url: str, max_connections: int | None = None) -> BoundedPool:
     """A pool of gevent sockets whose waiters queue on a gevent queue; for one hub's use only.
 
     Like ``get_pool``'s, its connections never retry a failed command (redis-py's default for
     pool connections): a retry could apply a publish twice, and a backoff would sleep in
     ``time.sleep``, which stops the hub."""
-    return redis.BlockingConnectionPool.from_url(
+    return BoundedPool.from_url(
         url,
         connection_class=cooperative_connection_class(url),
         queue_class=gevent.queue.LifoQueue,

@@ -17,7 +17,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 import gevent
 import gevent.event
@@ -26,15 +26,16 @@ import redis
 from . import conf
 from .broker import Broker, BrokerUnavailable
 from .broker_redis import RedisBroker
-from .connection import WebSocket
+from .channels import ChannelPlan, facility_of_channel
 from .envelope import resync_frame
-from .history import UNKNOWN, Incoming, Position, Resync, untag
+from .history import UNKNOWN, Position, Resync
 from .history_redis import HistoryGap
-from .hub import DISPATCH_BATCH, Hub
+from .hub import DISPATCH_BATCH, Hub, Member
 from .metrics import Exporter
 from .presence_store import REFRESHES_PER_TTL, Change, Entry
 from .presence_writer import PresenceWriter
 from .protocol import CloseCode, encode_ping, encode_text
+from .recovery import WorkerRecovery, WorkerStep
 from .redis_pool import cooperative_connection_class, cooperative_pool, get_pool
 
 logger = logging.getLogger(__name__)
@@ -50,10 +51,37 @@ YIELD_PAUSE_S = 0.0001
 # for 0.25-0.65 s every interval; in 20 waves of 500 (one a second) they still cost other
 # deliveries 10-15 ms at p99; in waves of 25 they cost nothing measurable (loadtest.rooms).
 SWEEP_WAVE_PAUSE_S = 0.05
+# A worker that cannot read history after resubscribing (Redis flapping) tries again this often,
+# this many times, before telling its sockets to resync.
+REPLAY_ATTEMPTS = 5
+REPLAY_RETRY_S = 1.0
 
 
 def yield_to_others() -> None:
     gevent.sleep(YIELD_PAUSE_S)
+
+
+class Socket(Member, Protocol):
+    """A websocket as its worker sees it (``wsloop.connection.WebSocket``)."""
+
+    @property
+    def plan(self) -> ChannelPlan:
+        """What it subscribes and publishes to."""
+
+    @property
+    def client_id(self) -> str:
+        """Unique across workers and their restarts (presence, origin of its publishes)."""
+
+    @property
+    def is_open(self) -> bool:
+        """Not closing nor closed."""
+
+    @property
+    def last_seen(self) -> float:
+        """``time.monotonic()`` when it last sent anything."""
+
+    def close(self, code: CloseCode, reason: str = "") -> None:
+        """Start the closing handshake."""
 
 
 @dataclass
@@ -62,6 +90,9 @@ class Metrics:
 
     sockets_opened: int = 0
     recoveries: int = 0
+    resyncs: int = 0
+    retries: int = 0
+    worker_replayed: int = 0
     messages_in: int = 0
     messages_out: int = 0
     dropped_frames: int = 0
@@ -74,26 +105,19 @@ class Runtime:
         self.settings = settings
         self.broker = broker
         self.hub = Hub(broker, settings.channel_prefix)
-        # The last position seen per facility with local sockets (None: anything in history is
-        # newer): live duplicates of a replay are dropped by it, and after a lost subscription
-        # the worker replays from it.
-        self._positions: dict[str, Position | None] = {}
+        self.recovery = WorkerRecovery()
+        self._live = gevent.event.Event()  # set while self.recovery.phase is LIVE
+        self._live.set()
         self._facility_sockets: Counter[str] = Counter()
-        # While the worker replays after a lost subscription, live messages wait here; ``live``
-        # is clear meanwhile, and sockets recovering with since= wait for it.
-        self._buffered: list[tuple[str, list[bytes]]] | None = None
-        self._recovery_generation = 0
-        self._recovery: gevent.Greenlet | None = None
-        self.live = gevent.event.Event()
-        self.live.set()
         self.metrics = Metrics()
         self.exporter = Exporter.from_environment(self.figures)
-        self.sockets: set[WebSocket] = set()
+        self.sockets: set[Socket] = set()
         self._presence = PresenceWriter(broker.presence)
         self.heartbeat_bytes = settings.heartbeat.encode() if settings.heartbeat else None
         self._started = False
-        # Socket ids in presence: unique across workers and restarts of this one.
+        # Socket ids: unique across workers and restarts of this one.
         self._client_prefix = f"{os.getpid():x}{secrets.token_hex(3)}"
+        self._client_numbers = itertools.count(1)
 
     def start(self) -> None:
         if self._started:
@@ -107,19 +131,29 @@ class Runtime:
         if self.settings.heartbeat:
             gevent.spawn(self._heartbeat_forever, self.settings.heartbeat)
 
-    def attach(self, websocket: WebSocket) -> None:
+    def new_client_id(self) -> str:
+        return f"{self._client_prefix}-{next(self._client_numbers):x}"
+
+    def wait_live(self, timeout_s: float) -> bool:
+        """Wait while the worker replays what its lost subscription missed (False: timed out)."""
+        return bool(self._live.wait(timeout_s))
+
+    def attach(self, websocket: Socket) -> None:
         self.sockets.add(websocket)
         self.metrics.sockets_opened += 1
         facility = websocket.plan.facility
-        if self._facility_sockets[facility] == 0 and facility not in self._positions:
-            self._positions[facility] = self._newest_position(facility)
+        first = self._facility_sockets[facility] == 0
         self._facility_sockets[facility] += 1
+        if first:
+            self.recovery.follow(facility)
         self.hub.join(websocket, websocket.plan.subscribe)
         entry = self._presence_entry(websocket)
         if entry is not None:
             self._presence.add(Change.JOIN, entry)
+        if first:
+            self.recovery.position_read(facility, self._newest_position(facility))
 
-    def detach(self, websocket: WebSocket) -> None:
+    def detach(self, websocket: Socket) -> None:
         self.hub.leave(websocket, websocket.plan.subscribe)
         self.sockets.discard(websocket)
         entry = self._presence_entry(websocket)
@@ -129,13 +163,14 @@ class Runtime:
         self._facility_sockets[facility] -= 1
         if self._facility_sockets[facility] <= 0:
             del self._facility_sockets[facility]
-            self._positions.pop(facility, None)
+            self.recovery.unfollow(facility)
 
-    def _presence_entry(self, websocket: WebSocket) -> Entry | None:
+    @staticmethod
+    def _presence_entry(websocket: Socket) -> Entry | None:
         plan = websocket.plan
         if plan.user is None:
             return None
-        return Entry(plan.facility, plan.user, f"{self._client_prefix}-{id(websocket):x}")
+        return Entry(plan.facility, plan.user, websocket.client_id)
 
     def _refresh_presence_forever(self) -> None:
         """Keep this worker's presence entries alive; a dead worker's expire on their own."""
@@ -165,6 +200,7 @@ class Runtime:
             "pid": os.getpid(),
             "sockets": len(self.sockets),
             "channels": len(self.hub.channels),
+            "recovery": self.recovery.phase.value,
             "redis_reconnects": getattr(self.broker, "reconnects", 0),
             **vars(self.metrics),
         }
@@ -186,131 +222,114 @@ class Runtime:
         self.exporter.stop()
 
     def _dispatch(self, channel: str, payloads: list[bytes]) -> None:
-        if self._buffered is not None:
-            self._buffered.append((channel, payloads))
-            return
-        self._deliver_live(channel, payloads)
-
-    def _deliver_live(self, channel: str, payloads: list[bytes]) -> None:
-        facility = facility_of(channel)
-        fresh = [m for m in map(untag, payloads) if self._is_new(facility, m)]
-        self.metrics.messages_out += self.hub.dispatch(channel, fresh, pause=yield_to_others)
-
-    def _is_new(self, facility: str, message: Incoming) -> bool:
-        """Record the message's position; False for one at or before the last seen (a message
-        both replayed after a reconnect and still buffered on the new subscription)."""
-        position = message.position
-        if position is None:
-            return True
-        last = self._positions.get(facility)
-        if last is not None and position.not_after(last):
-            return False
-        if facility in self._positions:
-            self._positions[facility] = position
-        return True
+        fresh = self.recovery.live(channel, payloads)
+        if fresh:
+            self.metrics.messages_out += self.hub.dispatch(channel, fresh, pause=yield_to_others)
 
     def _recover_after_reconnect(self) -> None:
-        """The subscription was lost and is back: hold live messages, replay what history kept
-        since the last message this worker saw (once the bus confirmed every subscription, so
-        nothing falls between replay and live), then release the held ones. A reconnect during
-        a recovery makes the running one replay again; only one runs at a time."""
-        self.hub.forget_own_publishes()
-        self._recovery_generation += 1
-        self.live.clear()
-        if self._buffered is None:
-            self._buffered = []
-        if self._recovery is None or self._recovery.dead:
-            self._recovery = gevent.spawn(self._replay_then_release)
+        """The subscription was lost and is back: live messages wait while the worker replays
+        what history kept since the last message it saw per facility (``WorkerRecovery``)."""
+        self._live.clear()
+        if self.recovery.resubscribed():
+            gevent.spawn(self._recover)
 
-    def _replay_then_release(self) -> None:
-        replayed = -1
+    def _recover(self) -> None:
+        attempts = 0
         while True:
-            if replayed != self._recovery_generation:
-                replayed = self._recovery_generation
-                self._replay_once()
-            elif self._buffered:
-                batch, self._buffered = self._buffered, []
-                for channel, payloads in batch:
-                    try:
-                        self._deliver_live(channel, payloads)
-                    except Exception:  # one bad run must not keep the worker buffering
-                        logger.exception("releasing messages on %s failed", channel)
-            else:  # nothing yields between these checks and going live
-                self._buffered = None
-                self.live.set()
+            step = self.recovery.next_step()
+            if step is WorkerStep.REPLAY:
+                attempts += 1
+                if not self._replay_missed(last_attempt=attempts >= REPLAY_ATTEMPTS):
+                    gevent.sleep(REPLAY_RETRY_S)
+                    self.recovery.replay_again()
+            elif step is WorkerStep.RELEASE:
+                self._release_waiting()
+            else:  # nothing yields between the last release and going live
+                self._live.set()
                 return
 
-    def _replay_once(self) -> None:
+    def _release_waiting(self) -> None:
+        for channel, messages in self.recovery.take_waiting():
+            try:
+                fresh = self.recovery.admit(facility_of_channel(channel), messages)
+                self.metrics.messages_out += self.hub.dispatch(
+                    channel, fresh, pause=yield_to_others
+                )
+            except Exception:  # one bad run must not keep the worker recovering
+                logger.exception("releasing messages on %s failed", channel)
+
+    def _replay_missed(self, *, last_attempt: bool) -> bool:
+        """Per facility, what history kept since the last message this worker saw (once the bus
+        confirmed every subscription, so nothing falls between replay and live); the sockets
+        that relied on it are told to resync where it cannot be done. False if history could
+        not be read and this was not the last attempt (the positions reached are kept)."""
+        complete = True
         try:
             if not self.broker.wait_subscribed(self.hub.channels, self.settings.recovery_timeout_s):
                 logger.warning("subscriptions not confirmed in time, replaying anyway")
-            self._replay_missed()
+            by_facility: dict[str, set[str]] = {}
+            for channel in self.hub.channels:
+                by_facility.setdefault(facility_of_channel(channel), set()).add(channel)
+            for facility, last in self.recovery.replay_plan():
+                channels = by_facility.get(facility)
+                if not channels:
+                    continue
+                try:
+                    reason = self._replay_facility(facility, last, frozenset(channels))
+                except BrokerUnavailable as exc:
+                    logger.warning("no worker recovery on %s yet: %s", facility, exc)
+                    if not last_attempt:
+                        complete = False
+                        continue
+                    reason = Resync.UNAVAILABLE
+                if reason is not None:
+                    self._tell_lost(channels, reason)
+                    self.recovery.replay_failed(facility, last)
         except Exception:
             logger.exception("worker recovery failed")
-
-    def _replay_missed(self) -> None:
-        """Per facility, what history kept since the last message this worker saw; sockets
-        that cannot be replayed to are told to resync."""
-        by_facility: dict[str, set[str]] = {}
-        for channel in self.hub.channels:
-            by_facility.setdefault(facility_of(channel), set()).add(channel)
-        for facility, last in list(self._positions.items()):
-            channels = by_facility.get(facility)
-            if not channels:
-                continue
-            reason = self._replay_facility(facility, last, frozenset(channels))
-            if reason is not None:
-                self._tell_resync(channels, reason)
-                # Only a replay that delivered nothing leaves the worker not knowing where it
-                # is; otherwise the position reached still filters what was held meanwhile.
-                if facility in self._positions and self._positions[facility] == last:
-                    self._positions[facility] = UNKNOWN
+        return complete
 
     def _replay_facility(
         self, facility: str, last: Position | None, channels: frozenset[str]
     ) -> Resync | None:
         """Dispatch what the facility's history holds after ``last``, up to its newest entry at
-        the start (anything later arrived on the confirmed subscription and waits in the buffer,
-        so the replay does not chase a busy stream); why not, if it cannot."""
+        the start (anything later came on the confirmed subscription and waits, so the replay
+        does not chase a busy stream); why not, if it cannot. Raises BrokerUnavailable."""
         try:
             end = self.broker.last_position(facility)
             replay = self.broker.replay(facility, last, channels)
             if replay.resync is not None:
                 return replay.resync
             for page in replay.pages:
-                upto_end = [
-                    (c, m) for c, m in page if end and m.position and m.position.not_after(end)
-                ]
-                for channel, run in itertools.groupby(upto_end, key=operator.itemgetter(0)):
-                    fresh = [m for _, m in run if self._is_new(facility, m)]
+                fresh, over = self.recovery.replayed(facility, page, end)
+                self.metrics.worker_replayed += len(fresh)
+                for channel, run in itertools.groupby(fresh, key=operator.itemgetter(0)):
                     self.metrics.messages_out += self.hub.dispatch(
-                        channel, fresh, pause=yield_to_others
+                        channel, [message for _, message in run], pause=yield_to_others
                     )
-                if len(upto_end) < len(page):
+                if over:
                     break
-        except BrokerUnavailable as exc:
-            logger.warning("no worker recovery on %s: %s", facility, exc)
-            return Resync.UNAVAILABLE
         except HistoryGap:
             return Resync.EXPIRED
         return None
 
-    def _tell_resync(self, channels: set[str], reason: Resync) -> None:
+    def _tell_lost(self, channels: set[str], reason: Resync) -> None:
         frame = resync_frame(reason)
         told: set[int] = set()
         for channel in channels:
             for member in self.hub.members_of(channel):
-                # a recovering socket checks its own replay; its verdict is the one it needs
-                if member.envelope and not member.recovering and id(member) not in told:
+                if id(member) not in told:
                     told.add(id(member))
-                    member.deliver(frame)
+                    if member.recovery.worker_lost(reason):
+                        self.metrics.resyncs += 1
+                        member.deliver(frame)
 
     def _ping_forever(self) -> None:
         """RFC 6455 pings keep proxies from timing out idle sockets and find dead peers: a
         socket that sent nothing (not even a pong) for ``idle_timeout_s`` is dropped."""
         frame = encode_ping()
 
-        def ping(websocket: WebSocket) -> None:
+        def ping(websocket: Socket) -> None:
             if not websocket.is_open:  # closing already: its close timeout ends it
                 return
             if websocket.last_seen < time.monotonic() - self.settings.idle_timeout_s:
@@ -325,7 +344,7 @@ class Runtime:
         frame = encode_text(heartbeat)
         self._sweep_forever(self.settings.heartbeat_interval_s, lambda ws: ws.deliver(frame))
 
-    def _sweep_forever(self, interval_s: float, visit: Callable[[WebSocket], None]) -> None:
+    def _sweep_forever(self, interval_s: float, visit: Callable[[Socket], None]) -> None:
         """Visit every socket once per ``interval_s``, in waves ``SWEEP_WAVE_PAUSE_S`` apart.
         A socket opened during a sweep waits for the next one (its first visit comes within two
         intervals); one closed since is skipped."""
@@ -380,11 +399,6 @@ def get_runtime() -> Runtime:
     if runtime is None:
         runtime = _runtimes[os.getpid()] = create_runtime(conf.load())
     return runtime
-
-
-def facility_of(channel: str) -> str:
-    """Facilities contain no colon: the last segment of a channel name."""
-    return channel.rpartition(":")[2]
 
 
 def shutdown() -> None:

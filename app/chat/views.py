@@ -58,6 +58,9 @@ def room(request: HttpRequest, room: str) -> HttpResponse:
             "notify_facility": NOTIFY_FACILITY,
             "groups": sorted(request.user.groups.values_list("name", flat=True)),
             "online": sorted(wsloop.presence(facility).items()),
+            # The page's sockets resume from here: nothing published after the render is missed.
+            "room_position": wsloop.position(facility) or "",
+            "notify_position": wsloop.position(NOTIFY_FACILITY) or "",
             "heartbeat": heartbeat or "",
             "heartbeat_timeout_ms": int(interval_ms * HEARTBEATS_BEFORE_DEAD) if heartbeat else 0,
         },

@@ -54,7 +54,7 @@ function client(options = {}) {
     random: () => 0.5,
     ...options,
   });
-  for (const type of ["open", "message", "close", "reconnecting", "recovered", "resync", "presence"]) {
+  for (const type of ["open", "message", "close", "reconnecting", "position", "recovered", "resync", "presence"]) {
     ws.addEventListener(type, (event) => events.push([type, event.detail]));
   }
   ws.connect();
@@ -143,6 +143,8 @@ test("envelope: ids are kept and sent back as since= on reconnect", () => {
   const { ws, timers, socket, events } = client({ flags: ["subscribe-broadcast", "envelope"] });
   assert.equal(socket().url, "ws://host/ws/news?subscribe-broadcast&envelope");
   socket().open();
+  socket().receive(JSON.stringify({ type: "position", id: "e1:4-0" }));
+  assert.equal(ws.lastId, "e1:4-0");
   socket().receive(JSON.stringify({ type: "message", id: "e1:5-0", audience: "broadcast", data: "hi" }));
   socket().receive(JSON.stringify({ type: "join", user: "bob", client: "c1" }));
   assert.equal(ws.lastId, "e1:5-0");
@@ -152,14 +154,25 @@ test("envelope: ids are kept and sent back as since= on reconnect", () => {
   socket().open();
   socket().receive(JSON.stringify({ type: "recovered", count: 2, id: "e1:7-0" }));
   assert.equal(ws.lastId, "e1:7-0");
-  socket().receive(JSON.stringify({ type: "resync", reason: "expired" }));
+  socket().receive(JSON.stringify({ type: "resync", reason: "expired", id: "e1:9-0" }));
+  assert.equal(ws.lastId, "e1:9-0");
+  socket().receive(JSON.stringify({ type: "resync", reason: "unavailable" }));
+  assert.equal(ws.lastId, null);
+  socket().receive(JSON.stringify({ type: "from-a-newer-server", id: "x" }));
   assert.equal(ws.lastId, null);
   assert.deepEqual(events.filter(([type]) => type !== "open" && type !== "close" && type !== "reconnecting"), [
+    ["position", { id: "e1:4-0" }],
     ["message", { data: "hi", id: "e1:5-0", audience: "broadcast" }],
     ["presence", { type: "join", user: "bob", client: "c1" }],
     ["recovered", { count: 2, id: "e1:7-0" }],
-    ["resync", { reason: "expired" }],
+    ["resync", { reason: "expired", id: "e1:9-0" }],
+    ["resync", { reason: "unavailable", id: null }],
   ]);
+});
+
+test("a page rendered with its position resumes from it on the first connect", () => {
+  const { socket } = client({ flags: ["subscribe-broadcast", "envelope"], lastId: "e1:3-0" });
+  assert.equal(socket().url, "ws://host/ws/news?subscribe-broadcast&envelope&since=e1%3A3-0");
 });
 
 test("binary envelope payloads arrive as ArrayBuffer", () => {

@@ -13,8 +13,12 @@
   //   timer tick, even when no TCP close ever arrives.
   // - With the "envelope" flag, every message carries an id; the client remembers the last one
   //   and reconnects with ?since=<id>; the server then replays what was missed ("recovered") or
-  //   says it cannot ("resync": reload your state). Without it, messages are the bare payloads
-  //   of ws4redis and nothing is replayed.
+  //   says it cannot ("resync": reload your state). A first connection learns its position at
+  //   once ("position"), so it resumes without a gap even if it drops before its first message;
+  //   a page rendered by Django passes wsloop.position(facility) as lastId, so nothing published
+  //   between the render and the connect is missed. Control messages of types this client does
+  //   not know are ignored. Without "envelope", messages are the bare payloads of ws4redis and
+  //   nothing is replayed.
   // - Heartbeat messages (heartbeatMessage, the server's WSLOOP_HEARTBEAT) reset the dead-peer
   //   timer and are never delivered as messages.
 
@@ -69,8 +73,8 @@
   const WS4REDIS_HEARTBEAT_TIMEOUT_MS = 20000;
 
   /** One logical connection to a facility, surviving reconnects.
-   * Events (addEventListener or on*): open, message, close, reconnecting, recovered, resync,
-   * presence. */
+   * Events (addEventListener or on*): open, message, close, reconnecting, position, recovered,
+   * resync, presence. */
   class WSLoop extends EventTarget {
     /** @param {object} options WSLoopOptions in wsloop.d.ts */
     constructor(options) {
@@ -155,16 +159,17 @@
         if (body.id) this.lastId = body.id;
         const payload = "data_base64" in body ? base64Bytes(body.data_base64) : body.data;
         this._emit("message", { data: payload, id: body.id ?? null, audience: body.audience });
+      } else if (body.type === "position") {
+        this.lastId = body.id ?? null;
+        this._emit("position", { id: this.lastId });
       } else if (body.type === "recovered") {
         if (body.id) this.lastId = body.id;
         this._emit("recovered", { count: body.count, id: body.id ?? null });
       } else if (body.type === "resync") {
-        this.lastId = null;
-        this._emit("resync", { reason: body.reason });
+        this.lastId = body.id ?? null;
+        this._emit("resync", { reason: body.reason, id: this.lastId });
       } else if (body.type === "join" || body.type === "leave") {
         this._emit("presence", { type: body.type, user: body.user, client: body.client });
-      } else {
-        this._emit("message", { data });
       }
     }
 

@@ -24,7 +24,8 @@ export interface WSLoopOptions {
   livenessCheckMs?: number;
   /** Reconnect after unexpected closes, default true. */
   reconnect?: boolean;
-  /** Resume after this message id (envelope only). */
+  /** Resume after this position (envelope only): the last message id seen, or the
+   * wsloop.position(facility) a page was rendered with. */
   lastId?: string | null;
   /** For tests: injected WebSocket class, timers, clock and randomness. */
   WebSocket?: typeof WebSocket;
@@ -43,8 +44,11 @@ export interface MessageDetail {
 }
 export interface CloseDetail { code: number; reason: string; wasClean: boolean }
 export interface ReconnectingDetail { attempt: number; delayMs: number }
+/** Where a connection without since starts (null: the facility keeps no history). */
+export interface PositionDetail { id: string | null }
 export interface RecoveredDetail { count: number; id: string | null }
-export interface ResyncDetail { reason: "reset" | "expired" | "unavailable" }
+/** History could not fill the gap: reload your state; messages after id follow. */
+export interface ResyncDetail { reason: "reset" | "expired" | "unavailable"; id: string | null }
 export interface PresenceDetail { type: "join" | "leave"; user: string; client: string }
 
 export interface WSLoopEventMap {
@@ -52,6 +56,7 @@ export interface WSLoopEventMap {
   message: CustomEvent<MessageDetail>;
   close: CustomEvent<CloseDetail>;
   reconnecting: CustomEvent<ReconnectingDetail>;
+  position: CustomEvent<PositionDetail>;
   recovered: CustomEvent<RecoveredDetail>;
   resync: CustomEvent<ResyncDetail>;
   presence: CustomEvent<PresenceDetail>;
@@ -93,6 +98,7 @@ export class WSLoop extends EventTarget {
   onmessage?: (event: WSLoopEventMap["message"]) => void;
   onclose?: (event: WSLoopEventMap["close"]) => void;
   onreconnecting?: (event: WSLoopEventMap["reconnecting"]) => void;
+  onposition?: (event: WSLoopEventMap["position"]) => void;
   onrecovered?: (event: WSLoopEventMap["recovered"]) => void;
   onresync?: (event: WSLoopEventMap["resync"]) => void;
   onpresence?: (event: WSLoopEventMap["presence"]) => void;

@@ -50,9 +50,12 @@ function renderOnline() {
   );
 }
 
+// Both sockets resume from the positions the page was rendered with (wsloop.position): what was
+// published between the render and the connect arrives as "recovered".
 const room = new WSLoop({
   facility: root.dataset.facility,
   flags: ["subscribe-broadcast", "envelope", "presence"],
+  lastId: root.dataset.since || null,
   ...heartbeat,
 });
 room.onopen = () => setStatus("live", "live");
@@ -79,6 +82,7 @@ room.connect();
 const notices = new WSLoop({
   facility: root.dataset.notify,
   flags: ["subscribe-broadcast", "subscribe-user", "subscribe-group", "subscribe-session", "envelope"],
+  lastId: root.dataset.notifySince || null,
   ...heartbeat,
 });
 notices.onmessage = (event) => {
