@@ -298,6 +298,18 @@ class Stack:
         else:
             self.services[self.ws_service].signal(signal.SIGHUP)  # uWSGI master: reload workers
 
+    def kill_websockets(self, worker_pid: int) -> None:
+        """Kill what serves websockets with SIGKILL (no goodbye to its sockets): a uWSGI
+        worker, which its master replaces, or the whole runserver, started again as a
+        supervisor would."""
+        if self.config.deployment is Deployment.RUNSERVER:
+            service = self.services[self.ws_service]
+            service.signal(signal.SIGKILL)
+            service.stop()
+            service.start()
+        else:
+            os.kill(worker_pid, signal.SIGKILL)
+
     @classmethod
     @contextlib.contextmanager
     def running(cls, config: StackConfig) -> Iterator[Stack]:
