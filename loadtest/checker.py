@@ -165,6 +165,7 @@ def run(stack: Stack, options: Options, facility: str | None = None) -> dict[str
             }
             for f in shared.faults
         ],
+        "resyncs_after": _resyncs_after_faults(logs, shared.faults, started),
         "errors": shared.errors,
         "analysis": analysis.summary(),
         "elapsed_s": round(time.monotonic() - started, 1),
@@ -303,6 +304,17 @@ def _finish(pipes: list[Connection], last_id: str) -> list[ClientLog]:
     return logs
 
 
+def _resyncs_after_faults(
+    logs: Sequence[ClientLog], faults: Sequence[Injected], started: float
+) -> dict[str, int]:
+    """Resyncs by the last fault that began before each (``none``: before any fault)."""
+    counts: Counter[str] = Counter()
+    for event in (e for log in logs for e in log.events if e.kind == "resync"):
+        before = [f for f in faults if f.started <= event.at]
+        counts[str(before[-1].fault) if before else "none"] += 1
+    return dict(counts)
+
+
 def _client_figures(logs: Sequence[ClientLog]) -> dict[str, Any]:
     events = [event for log in logs for event in log.events]
     closes = Counter(str(e.detail) for e in events if e.kind == "closed")
@@ -332,7 +344,7 @@ def render(result: dict[str, Any]) -> str:
         f"{result['server_closes']} by the server); deliveries: {result['deliveries']:,}",
         f"faults: {faults}; {result['elapsed_s']} s in all",
         f"resyncs: {analysis['resyncs'] or 'none'} "
-        f"({len(analysis['explained_resyncs'])} explained)",
+        f"({len(analysis['explained_resyncs'])} explained; after {result['resyncs_after']})",
         "verdict: " + ("nothing found" if analysis["clean"] else f"FOUND {violations}"),
     ]
     for kind, examples in analysis["examples"].items():
@@ -345,7 +357,7 @@ def parse_options(argv: Sequence[str] | None) -> tuple[argparse.Namespace, Optio
     parser = argparse.ArgumentParser(prog="python -m loadtest.checker", description=__doc__)
     parser.add_argument("--deployment", type=Deployment, choices=list(Deployment),
                         default=Deployment.TWO_POOLS)  # fmt: skip
-    parser.add_argument("--quick", action="store_true", help="the size CI runs (about 40 s)")
+    parser.add_argument("--quick", action="store_true", help="the size CI runs (about 20 s)")
     parser.add_argument("--clients", type=int)
     parser.add_argument("--messages", type=int)
     parser.add_argument("--rate", type=float, help="messages per second between bursts")

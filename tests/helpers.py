@@ -279,6 +279,25 @@ class RecoveringClient:
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
+    def wait_started(self, timeout: float = RECV_TIMEOUT_S) -> dict[str, Any]:
+        """Read until the control message that ends the socket's start (its position, its
+        recovery or a resync); data messages before it are kept."""
+        deadline = time.monotonic() + timeout
+        controls = len(self.controls)
+        while len(self.controls) == controls:
+            assert self.ws is not None
+            frame = self.ws.recv(timeout=max(0.0, deadline - time.monotonic()))
+            if frame != HEARTBEAT:
+                self._take(json.loads(frame))
+        return self.controls[-1]
+
+    def _take(self, body: dict[str, Any]) -> None:
+        if body["type"] == "message":
+            self.data.append(body["data"])
+        else:
+            self.controls.append(body)
+        self.last_id = body.get("id", self.last_id)
+
     def receive(self, count: int, timeout: float = 30.0) -> list[str]:
         """Read until ``count`` data messages arrived in all, reconnecting as needed."""
         deadline = time.monotonic() + timeout
@@ -293,14 +312,8 @@ class RecoveringClient:
                 self.close_codes.append(closed.rcvd.code if closed.rcvd else None)
                 self.connect(timeout=remaining)
                 continue
-            if frame == HEARTBEAT:
-                continue
-            body = json.loads(frame)
-            if body["type"] == "message":
-                self.data.append(body["data"])
-            else:
-                self.controls.append(body)
-            self.last_id = body.get("id", self.last_id)
+            if frame != HEARTBEAT:
+                self._take(json.loads(frame))
         return self.data
 
     def close(self) -> None:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 
 import gevent
+import pytest
 from gevent import socket
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, TextMessage
@@ -128,11 +129,14 @@ class ScriptedBus:
         return Replay(None, pages())
 
 
+_OPEN: list[tuple[gevent.Greenlet, socket.socket]] = []  # this test's sockets, for teardown
+
+
 def open_socket(runtime, *, envelope, since=None, publish=(), echo=False):
     server, client = socket.socketpair()
     plan = ChannelPlan("f", (CHANNEL,), tuple(publish), echo, envelope=envelope)
     websocket = WebSocket(server, runtime, plan, since=since)
-    gevent.spawn(websocket.run)
+    _OPEN.append((gevent.spawn(websocket.run), client))
     return websocket, client
 
 
@@ -166,3 +170,25 @@ def data_of(messages):
 
 def controls_of(messages):
     return [m for m in messages if isinstance(m, dict) and m.get("type") != "message"]
+
+
+@pytest.fixture(autouse=True)
+def no_greenlet_errors(monkeypatch):
+    """A greenlet that dies of an exception fails the test (gevent would only print it); the
+    sockets a test opened are closed and their greenlets waited for first."""
+    errors: list[BaseException] = []
+    hub_class = type(gevent.get_hub())
+    original = hub_class.handle_error
+
+    def record(self, context, kind, value, traceback):
+        if kind is not None and not issubclass(kind, gevent.GreenletExit):
+            errors.append(value)
+        return original(self, context, kind, value, traceback)
+
+    monkeypatch.setattr(hub_class, "handle_error", record)
+    yield
+    for greenlet, client in _OPEN:  # each socket's peer goes away: its greenlet ends
+        client.close()
+        greenlet.join(timeout=5)
+    _OPEN.clear()
+    assert errors == [], f"greenlets died: {errors!r}"

@@ -133,11 +133,15 @@ def test_a_message_sent_between_the_render_and_the_connect_is_on_the_page(browse
     it was rendered with and shows the message."""
     room = unique_facility("room")
     held = []
+
+    def hold_back(route):  # a function of our own: Playwright marks the handler it is given
+        held.append(route)
+
     context = browser.new_context(viewport={"width": 1280, "height": 760})
     context.add_cookies(
         [{"name": "sessionid", "value": login(stack, "bob"), "url": stack.config.base_url}]
     )
-    context.route_web_socket(re.compile(rf".*/ws/chat-{room}\?.*"), held.append)
+    context.route_web_socket(re.compile(rf".*/ws/chat-{room}\?.*"), hold_back)
     try:
         page = context.new_page()
         page.goto(f"{stack.config.base_url}/chat/{room}/")

@@ -8,6 +8,7 @@ that the socket carries them out.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 
 import gevent
@@ -19,10 +20,13 @@ from scripted_bus import (
     controls_of,
     data_of,
     live,
+    no_greenlet_errors,  # noqa: F401 (an autouse fixture)
     open_socket,
     pos,
     received,
 )
+from wsproto.connection import Connection, ConnectionType
+from wsproto.events import CloseConnection, Ping, Pong
 
 from wsloop.broker import BrokerUnavailable
 from wsloop.history import Resync
@@ -43,12 +47,12 @@ def test_a_live_copy_late_behind_the_replay_is_dropped_at_the_seam():
     runtime = new_runtime(ScriptedBus([1, 2, 3]))
     websocket, client = open_socket(runtime, envelope=True, since=pos(1))
     gevent.sleep(0.05)
-    assert websocket.recovery.phase is SocketPhase.LIVE
+    assert websocket.recovery.phase is SocketPhase.SEAM
     runtime._dispatch(CHANNEL, [live(2), live(3), live(4)])
     messages = received(client)
     assert data_of(messages) == ["m2", "m3", "m4"]
     assert controls_of(messages) == [{"type": "recovered", "count": 2, "id": f"{EPOCH}:3-0"}]
-    assert websocket.recovery.seam is None
+    assert websocket.recovery.seam is None and websocket.recovery.phase is SocketPhase.LIVE
 
 
 def test_live_copies_held_during_the_replay_go_out_after_it_past_the_seam():
@@ -204,3 +208,24 @@ def test_history_that_is_disabled_is_a_resync_not_a_retry():
     assert received(client) == [{"type": "resync", "reason": "unavailable"}]
     _, fresh = open_socket(runtime, envelope=True)
     assert received(fresh) == [{"type": "position"}]
+
+
+def test_a_client_that_closes_during_a_long_replay_stops_it_and_gets_its_answer():
+    bus = ScriptedBus(range(1, 2001), page=100, read_delay_s=0.02)
+    runtime = new_runtime(bus)
+    reads = []
+    bus.on_read = lambda: reads.append(1)
+    _, client = open_socket(runtime, envelope=True, since=pos(0))
+    peer = Connection(ConnectionType.CLIENT)
+    gevent.sleep(0.1)
+    client.sendall(peer.send(Ping(b"still there?")))
+    client.sendall(peer.send(CloseConnection(code=1000)))
+    events = []
+    client.settimeout(1)
+    with contextlib.suppress(TimeoutError, OSError):
+        while data := client.recv(65536):
+            peer.receive_data(data)
+            events += list(peer.events())
+    assert any(isinstance(e, Pong) and e.payload == b"still there?" for e in events)
+    assert isinstance(events[-1], CloseConnection) and events[-1].code == 1000
+    assert len(reads) < 10  # of 21: the replay stopped with the client

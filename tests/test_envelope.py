@@ -53,3 +53,20 @@ def test_control_messages():
     resync = Verdict(VerdictKind.RESYNC, position, reason=Resync.EXPIRED)
     assert decode(verdict_frame(resync)) == {"type": "resync", "reason": "expired", "id": "e:9-0"}
     assert decode(resync_frame(Resync.RESET)) == {"type": "resync", "reason": "reset"}
+
+
+def test_envelopes_are_json_whatever_the_payload_and_audience_hold():
+    position = Position.parse("e0:17-3")
+    for payload in (
+        b'quote " backslash \\ newline \n tab \t',
+        "naïve ☃ 𝄞".encode(),
+        b"\x00\x1f",
+        b"",
+    ):
+        for audience in ("broadcast", 'group:a "b" \\ c', "group:é"):
+            assert decode(message_frame(payload, position, audience)) == {
+                "type": "message",
+                "id": "e0:17-3",
+                "audience": audience,
+                "data": payload.decode(),
+            }

@@ -2,6 +2,7 @@ import struct
 
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import BytesMessage, CloseConnection, Ping, Pong, TextMessage
+from wsproto.frame_protocol import FrameProtocol
 
 from wsloop.protocol import (
     CloseCode,
@@ -11,6 +12,7 @@ from wsloop.protocol import (
     encode_data,
     encode_message,
     encode_ping,
+    encode_text,
 )
 
 
@@ -178,3 +180,15 @@ def test_ping_after_our_close_is_not_answered():
     core, peer = ProtocolCore(100), client()
     core.close(CloseCode.GOING_AWAY)
     assert core.receive(peer.send(Ping(b"late"))).actions == []
+
+
+def test_data_frames_are_those_wsproto_would_write_at_every_length_boundary():
+    reference = FrameProtocol(client=False, extensions=[])
+    for length in (0, 1, 125, 126, 127, 65535, 65536, 70_000):
+        text = "é" * (length // 2) + "x" * (length % 2)  # UTF-8: `length` bytes
+        assert encode_text(text) == bytes(reference.send_data(text))
+        binary = bytes(range(256)) * (length // 256) + bytes(length % 256)
+        assert encode_data(binary, is_text=False) == bytes(reference.send_data(binary))
+        peer = Connection(ConnectionType.CLIENT)
+        peer.receive_data(encode_text(text) + encode_data(binary, is_text=False))
+        assert [e.data for e in peer.events()] == [text, binary]

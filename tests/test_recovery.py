@@ -61,12 +61,12 @@ def test_the_seam_drops_late_live_copies_until_one_after_it_arrives():
     recovery.replayed([("c", at(2)), ("c", at(3))])
     recovery.replay_ended(None)
     assert recovery.go_live().held == []
-    assert recovery.seam == pos(3)
+    assert recovery.seam == pos(3) and recovery.phase is SocketPhase.SEAM
     raw = Incoming(b"raw")
     assert recovery.admit([at(2), raw, at(3)]) == [1]  # a raw message has no place: it passes
     assert recovery.seam == pos(3)
     assert recovery.admit([at(3), at(4), at(5)]) == [1, 2]
-    assert recovery.seam is None
+    assert recovery.seam is None and recovery.phase is SocketPhase.LIVE
     assert recovery.admit([at(2)]) == [0]  # past the seam the stream is in order: no check
 
 
@@ -193,10 +193,11 @@ def test_close_at_every_step_drops_what_is_held_and_nothing_goes_live(phase):
     if phase == "live":
         recovery.replay_ended(None)
         recovery.go_live()
-    previous = recovery.close()
-    assert previous.value == {"before go_live": "replaying"}.get(phase, phase)
+    assert recovery.phase.value == {"before go_live": "replaying", "live": "seam"}.get(phase, phase)
+    recovery.close()
     assert recovery.phase is SocketPhase.CLOSED
-    assert recovery.close() is SocketPhase.CLOSED  # twice is harmless
+    recovery.close()  # twice is harmless
+    assert recovery.phase is SocketPhase.CLOSED
     assert recovery.hold("c", [at(3)])  # ignored, not a slow consumer
     assert recovery.go_live().verdict is None
     assert recovery.go_live().held == []

@@ -15,6 +15,7 @@ from scripted_bus import (
     controls_of,
     data_of,
     live,
+    no_greenlet_errors,  # noqa: F401 (an autouse fixture)
     open_socket,
     pos,
     received,

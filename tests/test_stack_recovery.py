@@ -37,10 +37,11 @@ NUMBERS = [str(n) for n in range(10_000)]
 
 
 def subscribed_client(stack, facility: str) -> RecoveringClient:
-    """A connected envelope client whose broadcast subscription is confirmed."""
+    """A connected envelope client that is live: its start is over (it was told its
+    position), so its subscription is confirmed."""
     client = RecoveringClient(stack, facility)
     client.connect()
-    wait_subscribed(stack, channel("broadcast", facility))
+    assert client.wait_started()["type"] == "position"
     return client
 
 

@@ -43,15 +43,26 @@ CONNECT_TIMEOUT_S = 5.0
 RECONNECT_BACKOFF_BASE_S = 0.1
 RECONNECT_BACKOFF_CAP_S = 5.0  # a worker finds a restarted Redis within this many seconds
 SUBSCRIBE_POLL_S = 0.002  # how often a recovering socket checks for its subscription
+# Replay pages read at once by one worker, however many sockets replay: a recovery storm then
+# queues at most this many page reads (about a millisecond each) on the command connection,
+# ahead of what else needs it (positions, persisted messages, health checks).
+REPLAY_READS_AT_ONCE = 4
 
 REDIS_ERRORS = (redis.RedisError, OSError)
 
 
-def _unavailable_on_error(pages: Iterator[Page]) -> Iterator[Page]:
-    try:
-        yield from pages
-    except REDIS_ERRORS as exc:
-        raise BrokerUnavailable(f"cannot read history: {exc}") from exc
+def _paced(pages: Iterator[Page], slots: gevent.lock.BoundedSemaphore) -> Iterator[Page]:
+    """Each page read while holding one of the worker's replay slots (not while it is
+    written); Redis errors as BrokerUnavailable."""
+    while True:
+        with slots:
+            try:
+                page = next(pages)
+            except StopIteration:
+                return
+            except REDIS_ERRORS as exc:
+                raise BrokerUnavailable(f"cannot read history: {exc}") from exc
+        yield page
 
 
 class RedisBroker:
@@ -74,6 +85,7 @@ class RedisBroker:
         self._confirmed: set[str] = set()
         self._pubsub: PubSub | None = None
         self._commands_lock = gevent.lock.RLock()
+        self._replay_reads = gevent.lock.BoundedSemaphore(REPLAY_READS_AT_ONCE)
         self._wanted = gevent.event.Event()
         self._backoff = ExponentialWithJitterBackoff(
             base=RECONNECT_BACKOFF_BASE_S, cap=RECONNECT_BACKOFF_CAP_S
@@ -113,7 +125,7 @@ class RedisBroker:
             replay = self._history.replay(facility, since, channels)
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"cannot read history: {exc}") from exc
-        return Replay(replay.resync, _unavailable_on_error(replay.pages))
+        return Replay(replay.resync, _paced(replay.pages, self._replay_reads))
 
     def last_position(self, facility: str) -> Position | None:
         try:

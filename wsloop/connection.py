@@ -1,9 +1,10 @@
 """One websocket on a gevent socket: its start, the reader greenlet, non-blocking writes, closing.
 
-A socket costs one greenlet while idle (the reader, parked in ``recv``). Frames are written
-immediately with a non-blocking send; only when the kernel buffer is full does the rest go to the
-bounded send queue and a writer greenlet start, to exit again once the queue is empty. Only the
-reader greenlet closes the socket; everyone else shuts it down, which wakes the reader.
+A socket costs one greenlet while idle (the reader, parked in ``recv``), and one more while it
+starts. Frames are written immediately with a non-blocking send; only when the kernel buffer is
+full does the rest go to the bounded send queue and a writer greenlet start, to exit again once
+the queue is empty. Only the reader greenlet closes the socket; everyone else shuts it down,
+which wakes the reader.
 
 The start is ``wsloop.recovery.SocketRecovery``'s to decide and this module's to carry out: live
 messages are held while a bare socket fetches its persisted messages, or while an envelope socket
@@ -84,19 +85,26 @@ class WebSocket:
         self.last_seen = time.monotonic()
 
     def run(self) -> None:
-        """Serve the socket until it closes; runs in its own greenlet."""
+        """Serve the socket until it closes; runs in its own greenlet, and the start in another
+        beside it, so that a long replay still answers pings and a client that leaves during
+        it stops it at the next page."""
         worker = self._worker
+        starting: gevent.Greenlet | None = None
         try:
             if self.envelope and self.recovery.since is None:
                 # Read before joining: whatever is published after it reaches this socket,
                 # by its replay if before its subscription, live if after.
                 self.recovery.start_at(self._current_position())
             worker.attach(self)
-            self._start()
+            starting = gevent.spawn(self._start)
             self._read_until_closed()
         except OSError as exc:
             logger.debug("socket error: %s", exc)
         finally:
+            self.recovery.close()
+            if starting is not None:
+                starting.join(timeout=worker.settings.close_timeout_s)
+                starting.kill(timeout=worker.settings.close_timeout_s)
             worker.detach(self)
             self._finish()
 
@@ -220,7 +228,7 @@ class WebSocket:
     def _go_live(self, first: list[bytes], position: Position | None = None) -> None:
         """Send ``first``, the verdict and the held messages past the seam, then go live."""
         release = self.recovery.go_live(position)
-        if self.recovery.phase is not SocketPhase.LIVE:
+        if not self.recovery.live:
             return  # closed meanwhile: nothing may follow the close frame
         frames = list(first)
         if release.verdict is not None:
@@ -319,6 +327,8 @@ class WebSocket:
                 # Bytes of a batch that closes the connection (its close frame last) all go out;
                 # a pong goes out only while open (close() may run while a message publishes).
                 closing = core.state is not State.OPEN
+                if closing:
+                    self.recovery.close()  # a start in progress sends nothing more
                 for action in received.actions:
                     if isinstance(action, Message):
                         self._on_message(action)

@@ -6,8 +6,9 @@ and the same bytes object is handed to every recipient, so the cost of a broadca
 plus one non-blocking write per socket.
 
 What each socket gets is its recovery's decision (``wsloop.recovery``): a socket that is still
-starting holds the messages, a live one past its seam gets the shared frame, one at its seam
-gets the messages after it. Only the last two cases cost more than one write.
+starting holds the messages, a LIVE one gets the shared frame, one at its SEAM gets the messages
+after it. Only a LIVE socket that sent none of the messages takes the fast path: one phase check
+and one write.
 
 Own messages: a message a socket published carries that socket's origin (``Incoming.origin``),
 live and replayed. The sender skips its own copy, except an envelope socket with ``echo``,
@@ -114,22 +115,22 @@ class Hub:
             return 0
         senders = self._senders(messages)
         variants = _Variants(messages, audience_of(channel, self._prefix))
-        everything = len(messages)
-        delivered = 0
+        shared: list[bytes | None] = [None, None]  # the joined frame, bare and envelope
+        live = SocketPhase.LIVE
+        fast = others = 0
         for index, member in enumerate(tuple(members), 1):
-            recovery = member.recovery
-            if (
-                recovery.seam is None
-                and recovery.phase is SocketPhase.LIVE
-                and member not in senders
-            ):
-                member.deliver(variants.joined(member.envelope))
-                delivered += everything
+            if member.recovery.phase is live and member not in senders:
+                envelope = member.envelope
+                frame = shared[envelope]
+                if frame is None:
+                    frame = shared[envelope] = variants.joined(envelope)
+                member.deliver(frame)
+                fast += 1
             else:
-                delivered += self._deliver_some(channel, member, messages, variants)
+                others += self._deliver_some(channel, member, messages, variants)
             if pause is not None and index % DISPATCH_BATCH == 0:
                 pause()
-        return delivered
+        return fast * len(messages) + others
 
     def _senders(self, messages: Sequence[Incoming]) -> set[Member]:
         if not self._publishers:
@@ -152,7 +153,7 @@ class Hub:
         if recovery.holding:
             member.hold(channel, [messages[index] for index in wanted])
             return 0
-        if recovery.phase is not SocketPhase.LIVE:
+        if not recovery.live:
             return 0
         admitted = recovery.admit([messages[index] for index in wanted])
         if not admitted:
@@ -172,7 +173,6 @@ class _Variants:
         self._messages = messages
         self._audience = audience
         self._frames: dict[bool, list[bytes]] = {}
-        self._joined: dict[bool, bytes] = {}
 
     def frames(self, envelope: bool) -> list[bytes]:
         envelope = envelope and self._audience != "presence"  # events are JSON already
@@ -186,8 +186,6 @@ class _Variants:
         return self._frames[envelope]
 
     def joined(self, envelope: bool) -> bytes:
-        envelope = envelope and self._audience != "presence"
-        if envelope not in self._joined:
-            frames = self.frames(envelope)
-            self._joined[envelope] = frames[0] if len(frames) == 1 else b"".join(frames)
-        return self._joined[envelope]
+        """All the frames of one kind in one write (the caller keeps it for every member)."""
+        frames = self.frames(envelope)
+        return frames[0] if len(frames) == 1 else b"".join(frames)

@@ -29,10 +29,14 @@ worker's replay could not be done.
 
 Socket phases and their transitions (anything else is a bug and raises ``InvalidTransition``)::
 
-    STARTING --> REPLAYING --> LIVE --> CLOSED
-        |            '----------------> CLOSED
-        '----------> LIVE
-        '------------------------------> CLOSED
+    STARTING --> REPLAYING --> SEAM --> LIVE --> CLOSED
+        |            |           '------------> CLOSED
+        |            '----------------> LIVE
+        |            '-------------------------> CLOSED
+        '----------> SEAM, LIVE, CLOSED
+
+A socket is live in both SEAM (dropping copies at or before its seam) and LIVE (nothing to drop:
+the hub hands it the frame every socket shares).
 
 Worker phases: ``LIVE`` <-> ``RECOVERING`` (``resubscribed`` enters it, ``next_step`` leaves it).
 """
@@ -57,13 +61,17 @@ class InvalidTransition(RuntimeError):
 class SocketPhase(enum.Enum):
     STARTING = "starting"  # live messages held while the start is settled (nothing sent yet)
     REPLAYING = "replaying"  # the socket writes history pages; live messages held
-    LIVE = "live"  # live messages delivered, those at or before the seam dropped
+    SEAM = "seam"  # live; copies at or before the seam dropped until one after it passes
+    LIVE = "live"  # live, nothing to drop
     CLOSED = "closed"  # closing or closed: nothing but the close frame goes out
 
 
 _SOCKET_TRANSITIONS = {
-    SocketPhase.STARTING: frozenset({SocketPhase.REPLAYING, SocketPhase.LIVE, SocketPhase.CLOSED}),
-    SocketPhase.REPLAYING: frozenset({SocketPhase.LIVE, SocketPhase.CLOSED}),
+    SocketPhase.STARTING: frozenset(
+        {SocketPhase.REPLAYING, SocketPhase.SEAM, SocketPhase.LIVE, SocketPhase.CLOSED}
+    ),
+    SocketPhase.REPLAYING: frozenset({SocketPhase.SEAM, SocketPhase.LIVE, SocketPhase.CLOSED}),
+    SocketPhase.SEAM: frozenset({SocketPhase.LIVE, SocketPhase.CLOSED}),
     SocketPhase.LIVE: frozenset({SocketPhase.CLOSED}),
     SocketPhase.CLOSED: frozenset(),
 }
@@ -101,9 +109,11 @@ class SocketRecovery:
     The socket's adapter drives it: ``start_at`` for a socket without ``since`` (the position it
     read before joining), then, with its subscription confirmed, ``begin_replay`` and
     ``replayed`` for every page written from ``replay_from``, ``replay_ended``, then ``go_live``
-    (reading the current position first when ``needs_position``); ``close`` at any time. The
-    hub feeds it live messages: ``hold`` while ``holding``, ``admit`` once live. The worker
-    reports its own failed replays with ``worker_lost``.
+    (reading the current position first when ``needs_position``); ``close`` at any time, after
+    which the start's calls change nothing and ``go_live`` releases nothing. The
+    hub feeds it live messages: ``hold`` while ``holding``, ``admit`` at the seam, and in LIVE
+    the shared frame without asking. The worker reports its own failed replays with
+    ``worker_lost``.
     """
 
     __slots__ = (
@@ -151,6 +161,11 @@ class SocketRecovery:
         return self.phase is SocketPhase.STARTING or self.phase is SocketPhase.REPLAYING
 
     @property
+    def live(self) -> bool:
+        """Live messages are delivered (at the seam, or past it)."""
+        return self.phase is SocketPhase.LIVE or self.phase is SocketPhase.SEAM
+
+    @property
     def retry_later(self) -> bool:
         """History could not be reached while the start was settled (Redis away or too slow):
         nothing may be guessed, so the socket closes with TRY_AGAIN_LATER and the client comes
@@ -178,7 +193,9 @@ class SocketRecovery:
         return self._held_bytes <= self._limit_bytes
 
     def begin_replay(self) -> None:
-        self._move(SocketPhase.REPLAYING)
+        """The socket's subscription is confirmed and its replay's first read succeeded."""
+        if self.phase is not SocketPhase.CLOSED:
+            self._move(SocketPhase.REPLAYING)
 
     def replayed(self, page: Page) -> None:
         """A page of history was written to the socket."""
@@ -201,7 +218,7 @@ class SocketRecovery:
         resync instead; a starting one reads its own start after the worker is back."""
         if self.phase is SocketPhase.REPLAYING:
             self.replay_ended(reason)
-        return self._envelope and self.phase is SocketPhase.LIVE
+        return self._envelope and self.live
 
     def go_live(self, position: Position | None = None) -> Release:
         """End the start: the verdict and the held messages past the seam, to send in that order
@@ -210,10 +227,10 @@ class SocketRecovery:
         meanwhile."""
         if self.phase is SocketPhase.CLOSED:
             return Release(None, [])
-        self._move(SocketPhase.LIVE)
         verdict = self._verdict(position)
         if verdict is not None:  # without a position, at least nothing already had comes again
             self.seam = verdict.position or self._last or self._from
+        self._move(SocketPhase.LIVE if self.seam is None else SocketPhase.SEAM)
         held, self._held, self._held_bytes = self._held, [], 0
         keep = self.admit([message for _, message in held])
         return Release(verdict, [held[index] for index in keep])
@@ -230,7 +247,7 @@ class SocketRecovery:
 
     def admit(self, messages: Sequence[Incoming]) -> list[int]:
         """The indexes of the live messages to deliver: those at or before the seam are
-        dropped; the first one after it clears the seam."""
+        dropped; the first one after it clears the seam (SEAM -> LIVE)."""
         seam = self.seam
         if seam is None:
             return list(range(len(messages)))
@@ -244,16 +261,18 @@ class SocketRecovery:
             else:
                 keep.append(index)
                 seam = None
-        self.seam = seam
+        if seam is None:
+            self.seam = None
+            if self.phase is SocketPhase.SEAM:
+                self._move(SocketPhase.LIVE)
         return keep
 
-    def close(self) -> SocketPhase:
-        """The socket is closing; returns the phase it was in. What is held is dropped."""
-        previous = self.phase
-        if previous is not SocketPhase.CLOSED:
+    def close(self) -> None:
+        """The socket is closing (any phase, any number of times): what is held is dropped and
+        nothing more goes live."""
+        if self.phase is not SocketPhase.CLOSED:
             self._move(SocketPhase.CLOSED)
         self._held, self._held_bytes = [], 0
-        return previous
 
     def _move(self, phase: SocketPhase) -> None:
         if phase not in _SOCKET_TRANSITIONS[self.phase]:
