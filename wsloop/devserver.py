@@ -14,9 +14,10 @@ Django's request handler except two, answered here before Django sees them:
 - ``/metrics/wsloop`` answers Prometheus, from the loop thread (exact figures: one process).
 
 When the process ends (Ctrl-C, or the autoreloader restarting it after a code change), every
-socket is sent 1001 GOING_AWAY first, so clients reconnect to the new process. (On Ctrl-C the
-autoreloader kills its child 0.25 s later: the close frames are out by then, but peers may see
-the TCP connection end before they answer.)
+socket is sent 1001 GOING_AWAY first, so clients reconnect to the new process. On Ctrl-C the
+close frames go out from the signal handler (``going_away``, installed by wsloop's ``runserver``
+command), since the autoreloader kills its child 0.25 s later; peers may see the TCP connection
+end before they answer.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ import atexit
 import io
 import json
 import socketserver
+import weakref
 from collections.abc import Iterable
 from http import HTTPStatus
 from typing import Any
@@ -133,6 +135,22 @@ def serve(loop: LoopThread, fd: int, plan: ChannelPlan, since: Position | None) 
     WebSocket(sock, loop.runtime, plan, since).run()
 
 
+_LOOPS: weakref.WeakSet[LoopThread] = weakref.WeakSet()  # this process's, for going_away()
+
+
+def going_away() -> None:
+    """Send GOING_AWAY to every socket of this process now, from any thread (a signal handler's
+    first step on Ctrl-C: Django's autoreloader kills its child 0.25 s after the interrupt, too
+    soon for the close frames to wait for the interpreter's exit on a busy machine)."""
+    for loop in list(_LOOPS):
+        if loop.running:
+            loop.submit(_shut_down, loop)
+
+
+def _shut_down(loop: LoopThread) -> None:
+    loop.runtime.shutdown()
+
+
 class DevServer(WSGIServer):
     """Django's development server, with wsloop's loop thread beside it (``server_cls``)."""
 
@@ -148,6 +166,7 @@ class DevServer(WSGIServer):
         self.settings = conf.load()
         self.loop = LoopThread(self.settings)
         self.loop.start()
+        _LOOPS.add(self.loop)
         atexit.register(self.loop.stop, STOP_GRACE_S)
         handler = type(handler_class.__name__, (WebSocketRequests, handler_class), {})
         super().__init__(server_address, handler, **kwargs)
