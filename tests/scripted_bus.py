@@ -140,6 +140,12 @@ def open_socket(runtime, *, envelope, since=None, publish=(), echo=False):
     return websocket, client
 
 
+def send_texts(client, *texts, then=b""):
+    """Client frames (masked, as a browser sends them), all in one write, ``then`` after them."""
+    peer = Connection(ConnectionType.CLIENT)
+    client.sendall(b"".join(peer.send(TextMessage(text)) for text in texts) + then)
+
+
 def received(client, seconds=0.5):
     """Text messages (parsed when JSON) and close codes the client got."""
     peer, out, text = Connection(ConnectionType.CLIENT), [], ""

@@ -24,6 +24,7 @@ from scripted_bus import (
     open_socket,
     pos,
     received,
+    send_texts,
 )
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import CloseConnection, Ping, Pong
@@ -31,7 +32,7 @@ from wsproto.events import CloseConnection, Ping, Pong
 from wsloop.broker import BrokerUnavailable
 from wsloop.history import Resync
 from wsloop.history_redis import Replay
-from wsloop.protocol import CloseCode, Message
+from wsloop.protocol import CloseCode
 from wsloop.recovery import SocketPhase
 from wsloop.runtime import Runtime
 
@@ -173,12 +174,46 @@ def test_a_bare_sender_echoes_itself_at_once_and_skips_its_copy_from_the_bus():
     sender, sender_client = open_socket(runtime, envelope=False, publish=[CHANNEL], echo=True)
     quiet, quiet_client = open_socket(runtime, envelope=False, publish=[CHANNEL])
     gevent.sleep(0.05)
-    for websocket in (sender, quiet):
-        websocket._on_message(Message(b"hi", is_text=True))
+    for client in (sender_client, quiet_client):
+        send_texts(client, "hi")
+        gevent.sleep(0.05)
     assert bus.published == [(b"hi", sender.origin), (b"hi", quiet.origin)]
     runtime._dispatch(CHANNEL, [live(1, sender.origin), live(2, quiet.origin)])
     assert received(sender_client) == ["hi", "m2"]
     assert received(quiet_client) == ["m1"]
+
+
+# A text frame with RSV2 set and no extension that defines it (Autobahn case 3.2).
+RSV2_FRAME = bytes([0xA1, 0x80, 0, 0, 0, 0])
+
+
+def test_the_echo_of_a_message_before_a_frame_that_fails_the_connection_goes_out_first():
+    """One read holds a message, a frame that fails the connection and a ping: the message is
+    published and echoed, then the close frame; no pong (RFC 6455 7.1.7, Autobahn 3.2)."""
+    bus = ScriptedBus()
+    runtime = new_runtime(bus)
+    sender, client = open_socket(runtime, envelope=False, publish=[CHANNEL], echo=True)
+    gevent.sleep(0.05)
+    ping = Connection(ConnectionType.CLIENT).send(Ping(b"p"))
+    send_texts(client, "hello", then=RSV2_FRAME + ping)
+    assert received(client) == ["hello", ("close", CloseCode.PROTOCOL_ERROR)]
+    assert bus.published == [(b"hello", sender.origin)]
+
+
+def test_no_echo_follows_a_close_sent_while_the_message_was_publishing():
+    bus = ScriptedBus()
+    runtime = new_runtime(bus)
+    sender, client = open_socket(runtime, envelope=False, publish=[CHANNEL], echo=True)
+    gevent.sleep(0.05)
+    publish = bus.publish
+
+    def close_meanwhile(*args):
+        sender.close(CloseCode.GOING_AWAY)
+        return publish(*args)
+
+    bus.publish = close_meanwhile
+    send_texts(client, "hello")
+    assert received(client) == [("close", CloseCode.GOING_AWAY)]
 
 
 def test_a_start_that_cannot_read_history_closes_with_1013_and_nothing_else():

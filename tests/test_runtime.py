@@ -19,13 +19,14 @@ from scripted_bus import (
     open_socket,
     pos,
     received,
+    send_texts,
 )
 from wsproto.connection import Connection, ConnectionType
 from wsproto.events import Ping
 
 from wsloop import runtime as runtime_module
 from wsloop.broker import BrokerUnavailable
-from wsloop.protocol import CloseCode, Message
+from wsloop.protocol import CloseCode
 from wsloop.recovery import WorkerPhase
 from wsloop.runtime import Runtime, sweep_waves
 
@@ -130,8 +131,10 @@ def test_own_publishes_stay_exactly_once_across_a_resubscribe():
     echoing, echoing_client = open_socket(runtime, envelope=True, publish=[CHANNEL], echo=True)
     _, other_client = open_socket(runtime, envelope=False)
     gevent.sleep(0.05)
-    quiet._on_message(Message(b"m2", is_text=True))
-    echoing._on_message(Message(b"m3", is_text=True))
+    send_texts(quiet_client, "m2")
+    gevent.sleep(0.05)
+    send_texts(echoing_client, "m3")
+    gevent.sleep(0.05)
     assert [origin for _, origin in bus.published] == [quiet.origin, echoing.origin]
     bus.numbers += [2, 3]
     bus.origins.update({2: quiet.origin, 3: echoing.origin})

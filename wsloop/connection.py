@@ -101,12 +101,12 @@ class WebSocket:
         except OSError as exc:
             logger.debug("socket error: %s", exc)
         finally:
-            self.recovery.close()
+            self.recovery.close()  # a start still in a Redis call sends nothing when it returns
+            worker.detach(self)
+            self._finish()
             if starting is not None:
                 starting.join(timeout=worker.settings.close_timeout_s)
                 starting.kill(timeout=worker.settings.close_timeout_s)
-            worker.detach(self)
-            self._finish()
 
     @property
     def is_open(self) -> bool:
@@ -324,41 +324,42 @@ class WebSocket:
                     return
                 self.last_seen = time.monotonic()
                 received = core.receive(data)
-                # Bytes of a batch that closes the connection (its close frame last) all go out;
-                # a pong goes out only while open (close() may run while a message publishes).
+                # Everything a batch that closes the connection asks for goes out in order, its
+                # close frame last (the echo of a message before a frame that fails the
+                # connection, say); otherwise only while open (close() may run while a message
+                # publishes, and nothing may follow its close frame).
                 closing = core.state is not State.OPEN
                 if closing:
                     self.recovery.close()  # a start in progress sends nothing more
                 for action in received.actions:
-                    if isinstance(action, Message):
-                        self._on_message(action)
-                    elif closing or core.state is State.OPEN:
-                        self._send(action)
+                    answer = self._on_message(action) if isinstance(action, Message) else action
+                    if answer and (closing or core.state is State.OPEN):
+                        self._send(answer)
                 continue
             return  # the peer did not answer our close frame in time
 
-    def _on_message(self, message: Message) -> None:
+    def _on_message(self, message: Message) -> bytes:
+        """Publish what the socket sent; return the bare echo to send back (b"" for none)."""
         worker = self._worker
         worker.metrics.messages_in += 1
         heartbeat = worker.heartbeat_bytes
         if heartbeat is not None and message.is_text and message.payload == heartbeat:
-            return
+            return b""
         plan = self.plan
         if not plan.publish:
             logger.debug("dropped a message from a socket without publish flags")
-            return
+            return b""
         try:
             worker.broker.publish(
                 plan.facility, plan.publish, message.payload, worker.settings.expire_s, self.origin
             )
         except BrokerUnavailable as exc:
             logger.warning("message from a socket on %s not published: %s", plan.facility, exc)
-            return
-        if plan.echo and not self.echo and self._core.state is State.OPEN:
-            frame = encode_data(message.payload, message.is_text)
-            for channel in plan.publish:
-                if channel in plan.subscribe:  # once per channel it hears, as from the bus
-                    self._send(frame)
+            return b""
+        if not plan.echo or self.echo:
+            return b""
+        heard = sum(channel in plan.subscribe for channel in plan.publish)
+        return encode_data(message.payload, message.is_text) * heard  # once per channel heard
 
     def _finish(self) -> None:
         """Flush what is queued (bounded by the close timeout), send FIN, wait for the peer's
