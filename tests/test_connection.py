@@ -100,6 +100,19 @@ def test_nothing_follows_a_close_sent_while_waiting_for_the_worker():
     assert messages == [("close", 1001)]
 
 
+def test_a_client_gone_while_its_subscription_is_awaited_is_no_retry():
+    bus = ScriptedBus([1, 2, 3])
+    bus.wait_subscribed = lambda channels, timeout_s: gevent.sleep(0.3) or False
+    runtime = new_runtime(bus)
+    _, client = open_socket(runtime, envelope=True, since=pos(0))
+    gevent.sleep(0.05)
+    peer = Connection(ConnectionType.CLIENT)
+    client.sendall(peer.send(CloseConnection(code=1000)))
+    assert received(client, 1) == [("close", 1000)]
+    gevent.sleep(0.4)
+    assert runtime.metrics.retries == 0 and runtime.sockets == set()
+
+
 def test_a_close_between_two_pages_ends_the_replay_with_the_close_frame():
     bus = ScriptedBus(range(1, 7), page=2, read_delay_s=0.05)
     runtime = new_runtime(bus)

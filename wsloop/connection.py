@@ -151,6 +151,8 @@ class WebSocket:
         start = recovery.replay_from
         if start is not None and not recovery.retry_later:
             self._replay(start)
+        if recovery.phase is SocketPhase.CLOSED:
+            return  # the client left meanwhile: nothing to read, send or count
         position = self._current_position() if recovery.needs_position else None
         if recovery.retry_later:
             worker.metrics.retries += 1
