@@ -12,7 +12,9 @@ their causes allow:
   (copies arrive in publish order);
 * ``arrive``: the oldest live copy reaches the worker (and through the hub, the sockets);
 * the starting socket's steps, as ``wsloop.connection`` takes them: wait for the worker to be live,
-  replay history page by page (or read the current position), go live;
+  replay history page by page (or read the current position), go live; a bare one reads its
+  persisted message (the newest), waits until the bus delivered what was published before that
+  read (on a live subscription, with the worker live), and goes live;
 * with ``Outage``: the subscription is lost (copies on the way are lost with it), then restored,
   and the worker's recovery steps (replay, release, live) run; with ``replay_fails`` the worker's
   replay cannot read history;
@@ -48,6 +50,7 @@ def pos(number: int) -> Position:
 class StartKind(enum.Enum):
     SINCE = "since"  # recovers from a position (every one of the history's, in turn)
     POSITION = "position"  # connects without since: reads the current position
+    BARE = "bare"  # a ws4redis socket: the persisted message (the newest), then live ones
 
 
 @dataclass(frozen=True)
@@ -150,14 +153,18 @@ class World:
             Member("echoing", envelope=True, origin="echoing", echo=True),
             Member("quiet", envelope=True, origin="quiet"),
         ]
-        self.starting = Member("starting", envelope=True, since=self.since, live=False)
+        bare = self.start.kind is StartKind.BARE
+        self.starting = Member("starting", envelope=not bare, since=self.since, live=False)
         for member in self.live:
             self.hub.join(member, [CHANNEL])
         # As wsloop.connection: a socket without since reads its start before it joins.
         self.program = ["join", "wait", "replay", "go_live"]
         if self.start.kind is StartKind.POSITION:
             self.program.insert(0, "start")
+        if bare:  # every message is kept as the persisted one; the bus tells when all is in
+            self.program = ["join", "wait", "persisted", "delivered", "go_live"]
         self.start_read: Position | None = None
+        self.read_mark = 0  # messages published when the persisted one was read
         self.initial = len(self.history)
 
     def key(self) -> tuple[object, ...]:
@@ -175,6 +182,7 @@ class World:
             self.cursor,
             self.newest_read,
             self.start_read,
+            self.read_mark,
             self.resynced,
             self.closed,
             worker.phase,
@@ -191,7 +199,7 @@ class World:
             events.append("publish")
         if self.in_flight:
             events.append("arrive")
-        if self.program and (self.program[0] != "wait" or self.worker.phase.value == "live"):
+        if self.program and self.socket_may_step(self.program[0]):
             events.append("socket")
         if self.close and not self.closed:
             events.append("close")
@@ -202,6 +210,14 @@ class World:
         if self.worker_looping:
             events.append("worker")
         return events
+
+    def socket_may_step(self, step: str) -> bool:
+        if step == "wait":
+            return self.worker.phase.value == "live"
+        if step == "delivered":  # wait_delivered (again on the next subscription), wait_live
+            read_in_flight = any(n <= self.read_mark for n in self.in_flight)
+            return self.subscribed and self.worker.phase.value == "live" and not read_in_flight
+        return True
 
     def apply(self, event: str) -> None:
         getattr(self, f"_{event}")()
@@ -258,15 +274,24 @@ class World:
                 self.program.insert(0, "page")
         elif step == "position":
             self.newest_read = self.newest()
+        elif step == "persisted":
+            self.read_mark = len(self.history)
         elif step == "go_live":
-            if recovery.needs_position and self.newest_read is None:
-                self.program[:0] = ["position", "go_live"]  # a read of its own, then live
-                return
-            position = self.newest_read if recovery.needs_position else None
-            self.record_release(recovery.go_live(position))
+            self.go_live()
+
+    def go_live(self) -> None:
+        recovery = self.starting.recovery
+        if recovery.needs_position and self.newest_read is None:
+            self.program[:0] = ["position", "go_live"]  # a read of its own, then live
+            return
+        position = self.newest_read if recovery.needs_position else None
+        mark = self.read_mark
+        persisted = [(CHANNEL, b"m%d" % mark)] if mark else []
+        self.record_release(recovery.go_live(position, persisted))
 
     def record_release(self, release: Release) -> None:
         starting = self.starting
+        starting.got.extend(int(payload[1:]) for _, payload in release.persisted)
         if release.verdict is not None:
             verdict = release.verdict
             starting.verdict_at = len(starting.got)
@@ -339,6 +364,8 @@ class World:
             if got[close + 1 :]:
                 return [f"starting: {got[close + 1 :]} after the close"]
             return check("starting", got, [], lossy=True, extra_ok=True)
+        if self.start.kind is StartKind.BARE:
+            return self.check_bare(got)
         if at is None:
             return [f"starting: no verdict in {got}"]
         kind, count, where = got[at]
@@ -362,6 +389,18 @@ class World:
         # a resync: nothing twice nor out of order, and everything after its position
         problems = check("starting", got, [], lossy=True, extra_ok=True)
         return problems + check("starting after its resync", got[at + 1 :], owed, lossy=True)
+
+    def check_bare(self, got: list[object]) -> list[str]:
+        """The persisted message (the newest when it was read) and everything after it, once
+        and in order; an older one only if it was on its way when the socket joined, and then
+        with nothing missing after it. A failed worker replay may lose messages silently (a
+        bare socket is never told), never repeat or reorder them."""
+        owed = [] if self.resynced else [n for n in self.history if n >= max(self.read_mark, 1)]
+        problems = check("starting", got, owed, lossy=self.resynced, extra_ok=True)
+        numbers = [item for item in got if not isinstance(item, tuple)]
+        if numbers and numbers != list(range(numbers[0], numbers[-1] + 1)) and not self.resynced:
+            problems.append(f"starting: a gap in {got}")
+        return problems
 
 
 def check(

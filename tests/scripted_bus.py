@@ -68,7 +68,8 @@ class NoPresence:
 class ScriptedBus:
     """History as a list of numbers; pages of ``page`` entries, each read ``read_delay_s``
     apart; HistoryGap once ``gap_after`` entries were read; subscriptions confirmed after
-    ``subscribe_delay_s``. Publishes are recorded, not delivered."""
+    ``subscribe_delay_s``; live copies reported delivered after ``deliver_delay_s``. Publishes
+    are recorded, not delivered."""
 
     def __init__(self, numbers=(), page=2, gap_after=None, read_delay_s=0.0, payload_bytes=0):
         self.numbers = list(numbers)
@@ -76,7 +77,8 @@ class ScriptedBus:
         self.page, self.gap_after, self.read_delay_s = page, gap_after, read_delay_s
         self.presence = NoPresence()
         self.subscribe_delay_s = 0.0
-        self.persisted: list[bytes] = []
+        self.persisted: list[tuple[str, bytes]] = []
+        self.deliver_delay_s = 0.0
         self.published: list[tuple[bytes, str | None]] = []
         self.origins: dict[int, str] = {}  # number -> origin of the socket that published it
         self.on_read = lambda: None  # called at each page read: a test's hook into the replay
@@ -96,6 +98,10 @@ class ScriptedBus:
 
     def current_position(self, facility):
         return pos(self.numbers[-1]) if self.numbers else pos(0)
+
+    def wait_delivered(self, timeout_s):
+        gevent.sleep(self.deliver_delay_s)
+        return True
 
     def fetch_persisted(self, channels):
         return list(self.persisted)

@@ -4,6 +4,7 @@ again after having none, and messages that reach the subscription in pieces."""
 
 from __future__ import annotations
 
+import contextlib
 import socket
 import threading
 import time
@@ -71,6 +72,7 @@ class SplittingProxy:
         self.redis_port = redis_port
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port = self.listener.getsockname()[1]
+        self.clients: list[socket.socket] = []
         threading.Thread(target=self._accept, daemon=True).start()
 
     def _accept(self) -> None:
@@ -79,6 +81,7 @@ class SplittingProxy:
                 client, _ = self.listener.accept()
             except OSError:
                 return
+            self.clients.append(client)
             upstream = socket.create_connection(("127.0.0.1", self.redis_port))
             threading.Thread(target=self._pipe, args=(client, upstream, False), daemon=True).start()
             threading.Thread(target=self._pipe, args=(upstream, client, True), daemon=True).start()
@@ -95,6 +98,12 @@ class SplittingProxy:
             pass
         finally:
             target.close()
+
+    def drop_connections(self) -> None:
+        """The link fails: every client connection is cut (replies half sent stay half sent)."""
+        for client in self.clients:
+            with contextlib.suppress(OSError):
+                client.shutdown(socket.SHUT_RDWR)
 
     def close(self) -> None:
         self.listener.close()
@@ -131,3 +140,62 @@ def test_messages_arriving_in_pieces_are_delivered_without_a_reconnect(stack, sp
     received, reconnects = in_a_fresh_thread_hub(scenario)
     assert received == payloads
     assert reconnects == 0, "a message split across reads is not a lost connection"
+
+
+def test_wait_delivered_returns_after_every_message_published_before_it(stack, splitting_proxy):
+    """Bursts published while 10 greenlets at a time ask, through a link that splits every
+    reply: each answer comes after the handler got every message published before the call."""
+    url = f"redis://127.0.0.1:{splitting_proxy.port}/0"
+    name = unique_facility()
+
+    def scenario() -> list[tuple[bool, int, int]]:
+        received: list[bytes] = []
+        broker = cooperative_broker(url)
+        broker.start(lambda channel, batch: received.extend(batch), lambda: None)
+        broker.subscribe([name])
+        assert broker.wait_subscribed([name], 5)
+        publisher = redis.Redis.from_url(stack.config.redis_url)
+        answers: list[tuple[bool, int, int]] = []
+
+        def ask(published: int) -> None:
+            answers.append((broker.wait_delivered(5), published, len(received)))
+
+        published = 0
+        for _ in range(5):
+            with publisher.pipeline(transaction=False) as pipe:
+                for _ in range(100):
+                    pipe.publish(name, b"x")
+                pipe.execute()
+            published += 100
+            gevent.joinall([gevent.spawn(ask, published) for _ in range(10)], raise_error=True)
+        return answers
+
+    answers = in_a_fresh_thread_hub(scenario)
+    assert len(answers) == 50
+    assert all(answered for answered, _, _ in answers)
+    assert all(got >= published for _, published, got in answers)
+
+
+def test_wait_delivered_is_false_when_the_subscription_is_lost_before_the_answer(
+    stack, splitting_proxy
+):
+    url = f"redis://127.0.0.1:{splitting_proxy.port}/0"
+    name = unique_facility()
+
+    def scenario() -> tuple[bool, bool]:
+        broker = cooperative_broker(url)
+        broker.start(lambda channel, batch: None, lambda: None)
+        broker.subscribe([name])
+        assert broker.wait_subscribed([name], 5)
+        splitting_proxy.PAUSE_S = 1.0  # the PING's answer stays half-way for a second
+        asking = gevent.spawn(broker.wait_delivered, 5)
+        gevent.sleep(0.3)
+        splitting_proxy.drop_connections()
+        splitting_proxy.PAUSE_S = SplittingProxy.PAUSE_S
+        lost = asking.get()
+        assert broker.wait_subscribed([name], 10)  # the listener is back
+        return lost, broker.wait_delivered(5)
+
+    lost, later = in_a_fresh_thread_hub(scenario)
+    assert lost is False
+    assert later is True

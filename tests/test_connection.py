@@ -146,7 +146,7 @@ def test_a_gap_in_the_middle_of_a_replay_resyncs_from_the_current_position():
 
 def test_a_bare_socket_gets_persisted_messages_first_then_what_was_held():
     bus = ScriptedBus()
-    bus.persisted = [b"kept"]
+    bus.persisted = [(CHANNEL, b"kept")]
     bus.subscribe_delay_s = 0.0
     runtime = new_runtime(bus)
     original = bus.fetch_persisted
@@ -160,6 +160,49 @@ def test_a_bare_socket_gets_persisted_messages_first_then_what_was_held():
     gevent.sleep(0.05)
     runtime._dispatch(CHANNEL, [b"later"])
     assert received(client) == ["kept", "live while fetching", "later"]
+
+
+def test_a_persisted_message_whose_live_copy_is_on_its_way_goes_out_once():
+    """The duplicate a bare joiner got on a busy channel: message 5 was published after the
+    subscription and read as persisted before its live copy arrived."""
+    bus = ScriptedBus()
+    bus.persisted = [(CHANNEL, b"m5")]
+    bus.deliver_delay_s = 0.2
+    runtime = new_runtime(bus)
+    _, client = open_socket(runtime, envelope=False)
+    gevent.sleep(0.05)
+    runtime._dispatch(CHANNEL, [live(4), live(5)])  # before the bus says all is in
+    gevent.sleep(0.3)
+    runtime._dispatch(CHANNEL, [live(6)])
+    assert received(client) == ["m4", "m5", "m6"]
+
+
+def test_a_bare_socket_asks_the_next_subscription_when_its_answer_was_lost():
+    """The subscription was lost with message 5's live copy on its way; the worker's recovery
+    replays it, and the socket, asking again, holds it before it goes live."""
+    bus = ScriptedBus()
+    bus.persisted = [(CHANNEL, b"m5")]
+    answers = iter([False, False, True])
+    bus.wait_delivered = lambda timeout_s: next(answers)
+    runtime = new_runtime(bus)
+    websocket, client = open_socket(runtime, envelope=False)
+    gevent.sleep(0.02)
+    assert websocket.recovery.holding
+    runtime._dispatch(CHANNEL, [live(5)])  # the replayed copy
+    assert received(client) == ["m5"]
+
+
+def test_a_bare_socket_goes_live_only_once_the_bus_delivered_what_it_read():
+    bus = ScriptedBus()
+    bus.persisted = [(CHANNEL, b"m3")]
+    bus.deliver_delay_s = 0.3
+    runtime = new_runtime(bus)
+    websocket, client = open_socket(runtime, envelope=False)
+    gevent.sleep(0.1)
+    assert websocket.recovery.holding
+    gevent.sleep(0.3)
+    assert websocket.recovery.phase is SocketPhase.LIVE
+    assert received(client) == ["m3"]
 
 
 def test_held_messages_past_the_limit_close_a_slow_consumer():

@@ -5,11 +5,12 @@ histories against the real Hub (``tests/recovery_model.py`` plays them)."""
 from __future__ import annotations
 
 import pytest
-from recovery_model import Close, Outage, SocketStart, StartKind, explore
+from recovery_model import Close, Outage, SocketStart, StartKind, World, explore
 
 from wsloop.history import UNKNOWN, Incoming, Position, Resync, StreamId
 from wsloop.recovery import (
     InvalidTransition,
+    Release,
     SocketPhase,
     SocketRecovery,
     Verdict,
@@ -155,6 +156,28 @@ def test_a_bare_socket_gets_no_verdict_and_everything_held():
     assert release.verdict is None
     assert payloads(release.held) == [b"a", b"m3"]
     assert recovery.seam is None
+
+
+def test_a_persisted_message_already_held_goes_out_once_in_its_place():
+    recovery = SocketRecovery(None, envelope=False, hold_limit_bytes=100)
+    recovery.hold("c", [at(4), at(5)])
+    release = recovery.go_live(persisted=[("c", b"m5"), ("d", b"m5"), ("e", b"old")])
+    assert release.persisted == [("d", b"m5"), ("e", b"old")]  # another channel's is its own
+    assert payloads(release.held) == [b"m4", b"m5"]
+
+
+def test_a_persisted_message_older_than_what_was_held_goes_first():
+    recovery = SocketRecovery(None, envelope=False, hold_limit_bytes=100)
+    recovery.hold("c", [at(4)])
+    release = recovery.go_live(persisted=[("c", b"m3")])
+    assert release.persisted == [("c", b"m3")]
+    assert payloads(release.held) == [b"m4"]
+
+
+def test_a_closed_socket_releases_no_persisted_message():
+    recovery = SocketRecovery(None, envelope=False, hold_limit_bytes=100)
+    recovery.close()
+    assert recovery.go_live(persisted=[("c", b"m3")]).persisted == []
 
 
 def test_holding_past_the_limit_is_reported():
@@ -323,6 +346,40 @@ def test_every_interleaving_of_a_failed_worker_replay_is_told_and_never_duplicat
     )
     assert explored.violations == []
     assert explored.resyncs > 0
+
+
+def test_every_interleaving_of_a_bare_start_with_a_failed_worker_replay_keeps_order():
+    explored = explore(
+        SocketStart(StartKind.BARE),
+        Outage(replay_fails=True),
+        Close(),
+        published_before=HISTORIES,
+        published_during=3,
+    )
+    assert explored.violations == []
+    assert explored.states > 10_000
+
+
+def test_the_model_finds_the_bare_joiners_duplicate(monkeypatch):
+    """Without waiting for the bus, or without looking at what was held, a persisted message
+    published after the subscription comes twice (live and persisted), or out of order."""
+    may_step = World.socket_may_step
+    monkeypatch.setattr(
+        World, "socket_may_step", lambda self, step: step == "delivered" or may_step(self, step)
+    )
+    unwaited = explore(SocketStart(StartKind.BARE), published_before=(1,), published_during=2)
+    assert any("twice" in v or "out of order" in v for v in unwaited.violations)
+    monkeypatch.undo()
+    go_live = SocketRecovery.go_live
+
+    def sending_every_persisted(self, position=None, persisted=()):
+        release = go_live(self, position, persisted)
+        closed = self.phase is SocketPhase.CLOSED
+        return Release(release.verdict, release.held, [] if closed else list(persisted))
+
+    monkeypatch.setattr(SocketRecovery, "go_live", sending_every_persisted)
+    unfiltered = explore(SocketStart(StartKind.BARE), published_before=(1,), published_during=2)
+    assert any("twice" in v for v in unfiltered.violations)
 
 
 def test_the_model_finds_the_duplicate_of_issue_14_when_the_seam_is_gone(monkeypatch):

@@ -6,12 +6,15 @@ import contextlib
 import json
 import subprocess
 import sys
+import threading
+import time
+from collections.abc import Callable
 
 import pytest
 from websockets.exceptions import InvalidStatus
 
 import wsloop
-from conftest import HEARTBEAT, REPO
+from conftest import HEARTBEAT, PREFIX, REPO
 from helpers import (
     assert_silent,
     channel,
@@ -25,6 +28,8 @@ from helpers import (
     ws_connect,
 )
 from wsloop.compat import RedisMessage, RedisPublisher
+from wsloop.history import HistoryPolicy
+from wsloop.history_redis import RedisHistory
 
 pytestmark = pytest.mark.stack
 
@@ -69,6 +74,68 @@ def test_late_joiner_gets_the_persisted_message(stack):
     with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
         assert recv(ws) == "kept"
     assert redis_client(stack).ttl(channel("broadcast", facility)) > 0
+
+
+def publishing_with_history(stack, facility: str) -> Callable[[int], object]:
+    return lambda number: wsloop.publish(facility, str(number), broadcast=True, expire=60)
+
+
+def publishing_without_history(stack, facility: str) -> Callable[[int], object]:
+    """wsloop's publish for a facility that keeps no history: PUBLISH and SET, no position."""
+    history = RedisHistory(redis_client(stack), PREFIX, {"*": HistoryPolicy(length=0, age_s=0)})
+    name = channel("broadcast", facility)
+    return lambda number: history.publish(facility, [name], str(number).encode(), 60)
+
+
+@pytest.mark.parametrize(
+    "publishing", [publishing_with_history, publishing_without_history], ids=["history", "raw"]
+)
+def test_joiners_during_a_stream_get_the_persisted_message_then_each_message_once(
+    stack, publishing
+):
+    """Numbered messages published back to back, each kept as the persisted one, while 4
+    threads open 15 bare sockets each: every joiner gets an unbroken run (no duplicate, no
+    reorder, no gap) that reaches the last message published before it connected. (It may
+    start a little earlier: a message still on its way to the worker when the socket joined
+    is live for it.)"""
+    facility = unique_facility()
+    publish = publishing(stack, facility)
+    stop = threading.Event()
+    published = [-1]  # the last number whose publish returned
+
+    def publish_forever() -> None:
+        number = 0
+        while not stop.is_set():
+            publish(number)
+            published[0] = number
+            number += 1
+            time.sleep(0.0005)
+
+    def join_repeatedly(runs: list[tuple[int, list[int]]]) -> None:
+        for _ in range(15):
+            before = published[0]
+            with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
+                runs.append((before, [int(recv(ws)) for _ in range(20)]))
+
+    with ws_connect(stack, f"{facility}?subscribe-broadcast"):  # the worker keeps subscribing
+        wait_subscribed(stack, channel("broadcast", facility))
+        publisher = threading.Thread(target=publish_forever)
+        publisher.start()
+        runs: list[list[tuple[int, list[int]]]] = [[] for _ in range(4)]
+        joiners = [threading.Thread(target=join_repeatedly, args=(r,)) for r in runs]
+        try:
+            for joiner in joiners:
+                joiner.start()
+            for joiner in joiners:
+                joiner.join()
+        finally:
+            stop.set()
+            publisher.join()
+    every = [run for thread_runs in runs for run in thread_runs]
+    assert len(every) == 60
+    broken = [(before, got) for before, got in every if got != list(range(got[0], got[0] + 20))]
+    stale = [(before, got) for before, got in every if got[-1] < before]
+    assert broken == [] and stale == []
 
 
 def test_expire_zero_is_not_kept(stack):

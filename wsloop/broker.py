@@ -93,9 +93,14 @@ class Broker(Protocol):
         """Wait until the bus confirmed the subscription of every channel (False on timeout):
         from then on, nothing published to them can miss this worker."""
 
-    def fetch_persisted(self, channels: Collection[str]) -> list[bytes]:
-        """The persisted message of each channel that has one, in the given order. Raises
-        BrokerUnavailable."""
+    def wait_delivered(self, timeout_s: float) -> bool:
+        """Wait until every message published to a confirmed channel before this call has been
+        handed to the message handler (False on timeout, or if the subscription was lost
+        meanwhile: what was on its way then may never come)."""
+
+    def fetch_persisted(self, channels: Collection[str]) -> list[tuple[str, bytes]]:
+        """The persisted message of each channel that has one, as (channel, payload), in the
+        given order. Raises BrokerUnavailable."""
 
     def ping(self) -> bool:
         """Whether the bus answers now."""

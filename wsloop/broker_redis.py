@@ -16,6 +16,7 @@ meanwhile (``Runtime``). Sockets stay open throughout; raw PUBLISHes of that tim
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import time
@@ -49,6 +50,8 @@ SUBSCRIBE_POLL_S = 0.002  # how often a recovering socket checks for its subscri
 REPLAY_READS_AT_ONCE = 4
 
 REDIS_ERRORS = (redis.RedisError, OSError)
+DELIVERED_PING = "wsloop-delivered"  # wait_delivered()'s PING, told apart from redis-py's own
+DELIVERED_PING_REPLY = DELIVERED_PING.encode()
 
 
 def _paced(pages: Iterator[Page], slots: gevent.lock.BoundedSemaphore) -> Iterator[Page]:
@@ -91,6 +94,9 @@ class RedisBroker:
             base=RECONNECT_BACKOFF_BASE_S, cap=RECONNECT_BACKOFF_CAP_S
         )
         self._listener: gevent.Greenlet | None = None
+        # wait_delivered(): the callers for the next PING, and those of the one on the wire.
+        self._delivery_waiters: list[gevent.event.AsyncResult[bool]] = []
+        self._delivery_ping: list[gevent.event.AsyncResult[bool]] | None = None
         self._reset_requested = False
         self.reconnects = 0
 
@@ -147,14 +153,52 @@ class RedisBroker:
             gevent.sleep(SUBSCRIBE_POLL_S)
         return True
 
-    def fetch_persisted(self, channels: Collection[str]) -> list[bytes]:
+    def wait_delivered(self, timeout_s: float) -> bool:
+        """A PING on the subscription connection: Redis answers it after every message it
+        published before, on the same connection. One PING is on the wire at a time; whoever
+        asks meanwhile waits for the next one (a start storm costs a PING per round trip, not
+        per socket)."""
+        if self._pubsub is None:
+            return False  # not subscribed: what was published meanwhile will never come
+        waiter: gevent.event.AsyncResult[bool] = gevent.event.AsyncResult()
+        self._delivery_waiters.append(waiter)
+        if self._delivery_ping is None:
+            self._ping_for_delivery()
+        answer = waiter.wait(timeout_s)
+        with contextlib.suppress(ValueError):
+            self._delivery_waiters.remove(waiter)
+        return answer is True
+
+    def _ping_for_delivery(self) -> None:
+        waiters, self._delivery_waiters = self._delivery_waiters, []
+        self._delivery_ping = waiters
+        if not self._send(lambda pubsub: pubsub.ping(DELIVERED_PING)):
+            self._delivered(False)
+
+    def _delivered(self, answered: bool) -> None:
+        """The PING on the wire was answered: tell its waiters, and PING for those who came
+        meanwhile. Not answered (the subscription is lost): every waiter is told so."""
+        waiters, self._delivery_ping = self._delivery_ping or [], None
+        if not answered:
+            waiters, self._delivery_waiters = waiters + self._delivery_waiters, []
+        for waiter in waiters:
+            waiter.set(answered)
+        if self._delivery_waiters:
+            self._ping_for_delivery()
+
+    def fetch_persisted(self, channels: Collection[str]) -> list[tuple[str, bytes]]:
         if not channels:
             return []
+        names = list(channels)
         try:
-            values = self._commands.mget(list(channels))
+            values = self._commands.mget(names)
         except REDIS_ERRORS as exc:
             raise BrokerUnavailable(f"cannot fetch persisted messages: {exc}") from exc
-        return [value for value in values if isinstance(value, bytes)]
+        return [
+            (name, value)
+            for name, value in zip(names, values, strict=True)
+            if isinstance(value, bytes)
+        ]
 
     @property
     def presence(self) -> RedisPresence:
@@ -166,18 +210,21 @@ class RedisBroker:
         except REDIS_ERRORS:
             return False
 
-    def _send(self, command: Callable[[PubSub], object]) -> None:
-        """One (un)subscribe at a time: a command may wait for a health-check reply, and
-        redis-py's own lock does not exclude greenlets of an unpatched thread."""
+    def _send(self, command: Callable[[PubSub], object]) -> bool:
+        """One command on the subscription at a time: a command may wait for a health-check
+        reply, and redis-py's own lock does not exclude greenlets of an unpatched thread. False
+        if it was not sent (the listener subscribes to self._channels once connected)."""
         with self._commands_lock:
             pubsub = self._pubsub
             if pubsub is None or pubsub.connection is None:
-                return  # the listener subscribes to self._channels once connected
+                return False
             try:
                 command(pubsub)
             except REDIS_ERRORS as exc:
                 logger.debug("subscription command failed, the listener will reconnect: %s", exc)
                 self._reset_requested = True
+                return False
+            return True
 
     def _connect(self) -> PubSub:
         options = {"connection_class": self._connection_class} if self._connection_class else {}
@@ -244,6 +291,7 @@ class RedisBroker:
                 self._wait_for_subscriptions()
                 continue
             batch: list[tuple[str, bytes]] = []
+            delivered = False
             message = pubsub.get_message(timeout=LISTEN_TIMEOUT_S)
             while message is not None:
                 kind, channel = message["type"], message["channel"]
@@ -254,9 +302,13 @@ class RedisBroker:
                     self._confirmed.add(channel)
                 elif kind == "unsubscribe":
                     self._confirmed.discard(channel)
+                elif kind == "pong" and message["data"] == DELIVERED_PING_REPLY:
+                    delivered = True
                 message = self._next_received(pubsub)
             for channel, payloads in consecutive_runs(batch):
                 self._handle(on_message, channel, payloads)
+            if delivered:  # after the messages before it were handed on
+                self._delivered(True)
         raise redis.ConnectionError("a subscription command failed")
 
     def _wait_for_subscriptions(self) -> None:
@@ -288,6 +340,8 @@ class RedisBroker:
 
     def _close(self) -> None:
         pubsub, self._pubsub = self._pubsub, None
+        self._confirmed.clear()
+        self._delivered(False)
         if pubsub is not None:
             try:
                 pubsub.close()

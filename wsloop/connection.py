@@ -7,7 +7,8 @@ the queue is empty. Only the reader greenlet closes the socket; everyone else sh
 which wakes the reader.
 
 The start is ``wsloop.recovery.SocketRecovery``'s to decide and this module's to carry out: live
-messages are held while a bare socket fetches its persisted messages, or while an envelope socket
+messages are held while a bare socket reads its persisted messages and waits for the live copies
+of what they may repeat, or while an envelope socket
 waits for the worker and its subscription and then replays history after its start (``since``,
 or the facility's position read before it joined), page by page through the send queue; then the
 verdict and the held messages past the seam go out, and the socket is live. Pings and heartbeats
@@ -41,6 +42,7 @@ WRITE_BATCH_BYTES = 64 * 1024  # queued frames joined per write when a socket ha
 # After our FIN, how long a closing socket waits for the peer's before closing anyway (a peer
 # that vanished without a FIN holds its greenlet and descriptor this much longer).
 LINGER_TIMEOUT_S = 2.0
+DELIVERED_RETRY_S = 0.05  # a bare socket's start, asking again while the subscription is down
 
 
 class WebSocket:
@@ -136,7 +138,7 @@ class WebSocket:
 
     def _start(self) -> None:
         if not self.envelope:
-            self._go_live(self._persisted_frames())
+            self._start_bare()
             return
         worker, recovery = self._worker, self.recovery
         timeout_s = worker.settings.recovery_timeout_s
@@ -158,7 +160,36 @@ class WebSocket:
             worker.metrics.retries += 1
             self.close(CloseCode.TRY_AGAIN_LATER, "history unavailable, try again")
             return
-        self._go_live([], position)
+        self._go_live(position)
+
+    def _start_bare(self) -> None:
+        """ws4redis' persisted messages, read once the subscription is confirmed; the socket
+        goes live when the live copies of everything published before that read have reached
+        it (``SocketRecovery.go_live`` sends each message once)."""
+        worker = self._worker
+        timeout_s = worker.settings.recovery_timeout_s
+        worker.wait_live(timeout_s)
+        worker.broker.wait_subscribed(self.plan.subscribe, timeout_s)
+        persisted = self._persisted()
+        if persisted and not self._wait_delivered(timeout_s):
+            logger.info(
+                "persisted messages on %s sent without their live copies confirmed in",
+                self.plan.facility,
+            )
+        self._go_live(persisted=persisted)
+
+    def _wait_delivered(self, timeout_s: float) -> bool:
+        """Until the live copies of everything published before now have reached the socket:
+        the bus has handed them on, and the worker is live. A subscription lost meanwhile
+        loses what was on its way: the next one's answer counts, once the worker's recovery
+        has replayed what was lost."""
+        worker = self._worker
+        deadline = time.monotonic() + timeout_s
+        while not worker.broker.wait_delivered(max(0.0, deadline - time.monotonic())):
+            if time.monotonic() >= deadline or self.recovery.phase is SocketPhase.CLOSED:
+                return False
+            gevent.sleep(DELIVERED_RETRY_S)
+        return worker.wait_live(max(0.0, deadline - time.monotonic()))
 
     def _replay(self, start: Position) -> None:
         recovery = self.recovery
@@ -218,21 +249,22 @@ class WebSocket:
             self.recovery.history_unreachable()
             return None
 
-    def _persisted_frames(self) -> list[bytes]:
-        """ws4redis' persisted message of each channel, before anything live."""
+    def _persisted(self) -> list[tuple[str, bytes]]:
+        """ws4redis' persisted message of each channel that has one."""
         try:
-            persisted = self._worker.broker.fetch_persisted(self.plan.subscribe)
+            return self._worker.broker.fetch_persisted(self.plan.subscribe)
         except BrokerUnavailable as exc:
             logger.warning("persisted messages not sent: %s", exc)
-            persisted = []
-        return [encode_message(payload) for payload in persisted]
+            return []
 
-    def _go_live(self, first: list[bytes], position: Position | None = None) -> None:
-        """Send ``first``, the verdict and the held messages past the seam, then go live."""
-        release = self.recovery.go_live(position)
+    def _go_live(
+        self, position: Position | None = None, persisted: Sequence[tuple[str, bytes]] = ()
+    ) -> None:
+        """Send what ``SocketRecovery.go_live`` releases, then go live."""
+        release = self.recovery.go_live(position, persisted)
         if not self.recovery.live:
             return  # closed meanwhile: nothing may follow the close frame
-        frames = list(first)
+        frames = [encode_message(payload) for _, payload in release.persisted]
         if release.verdict is not None:
             frames.append(verdict_frame(release.verdict))
             if release.verdict.kind is VerdictKind.RESYNC:

@@ -184,7 +184,9 @@ class RedisHistory:
     def _publish_raw(
         self, channels: Sequence[str], payload: bytes, message: bytes, expire_s: int
     ) -> int:
-        with self._client.pipeline(transaction=False) as pipe:
+        # MULTI: a socket reading the persisted message sees the message both kept and
+        # published, or neither (wsloop.recovery, a bare socket's start).
+        with self._client.pipeline(transaction=True) as pipe:
             for channel in channels:
                 pipe.publish(channel, message)
                 if expire_s > 0:

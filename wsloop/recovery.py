@@ -19,6 +19,14 @@ after it, are dropped while they are at or before the seam, until the first one 
 the stream has passed it (a facility's live messages arrive in history order, so nothing older
 can follow).
 
+**A bare socket's start.** As in ws4redis, a socket joining a channel first gets its persisted
+message (the last one published with an expiry). That message is read once the subscription is
+confirmed, so nothing falls between the read and live delivery; but what it read may have been
+published after the subscription, its live copy then on its way too. So the socket holds live
+messages until the bus has delivered everything published before the read, and sends a persisted
+message only if its live copy is not among the held ones: each message at most once, in publish
+order.
+
 **The worker's seam.** When the worker's subscription comes back after an outage it holds live
 messages, replays from history what it missed since the last position it saw per facility, then
 releases the held ones; both pass the same per-facility position filter, so a message both
@@ -45,7 +53,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from .channels import facility_of_channel
 from .history import UNKNOWN, Incoming, Position, Resync, untag
@@ -96,11 +104,13 @@ class Verdict:
 
 @dataclass(frozen=True)
 class Release:
-    """What a socket sends when it goes live, in this order: the verdict (envelope sockets
-    only), then the live messages held during its start that are past its seam."""
+    """What a socket sends when it goes live, in this order: the persisted messages (bare
+    sockets only) whose live copies were not held, the verdict (envelope sockets only), then the
+    live messages held during its start that are past its seam."""
 
     verdict: Verdict | None
     held: list[tuple[str, Incoming]]
+    persisted: list[tuple[str, bytes]] = field(default_factory=list)
 
 
 class SocketRecovery:
@@ -109,7 +119,8 @@ class SocketRecovery:
     The socket's adapter drives it: ``start_at`` for a socket without ``since`` (the position it
     read before joining), then, with its subscription confirmed, ``begin_replay`` and
     ``replayed`` for every page written from ``replay_from``, ``replay_ended``, then ``go_live``
-    (reading the current position first when ``needs_position``); ``close`` at any time, after
+    (reading the current position first when ``needs_position``; a bare socket passes its
+    persisted messages instead); ``close`` at any time, after
     which the start's calls change nothing and ``go_live`` releases nothing. The
     hub feeds it live messages: ``hold`` while ``holding``, ``admit`` at the seam, and in LIVE
     the shared frame without asking. The worker reports its own failed replays with
@@ -215,16 +226,27 @@ class SocketRecovery:
     def worker_lost(self, reason: Resync) -> bool:
         """The worker could not replay what its lost subscription missed: True if the client
         must be told now (a live envelope socket). A replaying socket ends its replay with the
-        resync instead; a starting one reads its own start after the worker is back."""
-        if self.phase is SocketPhase.REPLAYING:
+        resync instead; a starting envelope one reads its own start after the worker is back. A
+        starting bare one sends no persisted message that it did not hold: it may be one the
+        worker lost, newer than what was held."""
+        if self.phase is SocketPhase.REPLAYING or (not self._envelope and self.holding):
             self.replay_ended(reason)
         return self._envelope and self.live
 
-    def go_live(self, position: Position | None = None) -> Release:
-        """End the start: the verdict and the held messages past the seam, to send in that order
-        (after the replayed pages). ``position``: the facility's current position when
-        ``needs_position`` (None if it could not be read). Nothing when the socket closed
-        meanwhile."""
+    def go_live(
+        self, position: Position | None = None, persisted: Sequence[tuple[str, bytes]] = ()
+    ) -> Release:
+        """End the start: what to send, in the order of ``Release`` (after the replayed pages).
+        ``position``: the facility's current position when ``needs_position`` (None if it could
+        not be read). Nothing when the socket closed meanwhile.
+
+        ``persisted``: a bare socket's ws4redis persisted messages (channel, payload), read once
+        its subscription was confirmed, and passed here only once everything published before
+        that read has reached the socket. A persisted message published after the subscription
+        is then among the held ones and goes out there, in its place; the others, older than
+        anything held, go first. (A held message with the same payload on the same channel is
+        taken for the persisted one: the client sees that payload once, in order.) After a
+        ``worker_lost`` during the start, only the held ones go out."""
         if self.phase is SocketPhase.CLOSED:
             return Release(None, [])
         verdict = self._verdict(position)
@@ -233,7 +255,10 @@ class SocketRecovery:
         self._move(SocketPhase.LIVE if self.seam is None else SocketPhase.SEAM)
         held, self._held, self._held_bytes = self._held, [], 0
         keep = self.admit([message for _, message in held])
-        return Release(verdict, [held[index] for index in keep])
+        held_payloads = {(channel, message.payload) for channel, message in held}
+        lost = self._resync is not None
+        first = [] if lost else [pair for pair in persisted if pair not in held_payloads]
+        return Release(verdict, [held[index] for index in keep], first)
 
     def _verdict(self, position: Position | None) -> Verdict | None:
         if not self._envelope:
