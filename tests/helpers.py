@@ -126,6 +126,19 @@ def health(stack: Stack) -> dict[str, Any]:
     return data
 
 
+def serving_pid(stack: Stack) -> int | None:
+    """The pid of the healthy process serving websockets now, or None (one that is going away
+    may reset the connection, one that is starting may refuse it)."""
+    try:
+        status, _, body = http_request(stack, "GET", "/healthz/wsloop")
+    except OSError:
+        return None
+    if status != 200:
+        return None  # nginx's 502 while no worker listens, or a worker without Redis
+    pid: int = json.loads(body)["pid"]
+    return pid
+
+
 def _cookies(headers: http.client.HTTPMessage | dict[str, str], raw: list[str]) -> dict[str, str]:
     jar = {}
     for line in raw:

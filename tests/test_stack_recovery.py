@@ -25,6 +25,7 @@ from helpers import (
     health,
     recv,
     redis_client,
+    serving_pid,
     unique_facility,
     wait_subscribed,
     wait_until,
@@ -245,7 +246,7 @@ def restart_loses_nothing(stack: Stack, restart: Callable[[int], None], close_co
     worker = health(stack)["pid"]
     restart(worker)
     wait_until(
-        lambda: stack.healthy("/healthz/wsloop") and health(stack)["pid"] != worker,
+        lambda: serving_pid(stack) not in (None, worker),
         timeout=30,
         what="a new websocket worker",
     )
