@@ -18,6 +18,7 @@ from typing import Any
 
 import redis
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
+from websockets.protocol import State
 from websockets.sync.client import ClientConnection, connect
 
 import wsloop
@@ -38,18 +39,47 @@ def channel(audience: str, facility: str, member: str | None = None) -> str:
 
 
 def ws_connect(
-    stack: Stack, path: str, *, session: str | None = None, origin: str | None = None, **kwargs: Any
+    stack: Stack,
+    path: str,
+    *,
+    session: str | None = None,
+    origin: str | None = None,
+    wait_served: bool = True,
+    **kwargs: Any,
 ) -> ClientConnection:
+    """A websocket client; with ``wait_served``, returned once the worker serves the socket
+    (its ping was answered). The handshake's answer comes first, and behind the dev server the
+    socket then joins the loop's fan-out from another thread: a message published before that
+    is not the socket's."""
     headers = {"Cookie": f"sessionid={session}"} if session else {}
-    return connect(
+    ws = connect(
         f"{stack.config.ws_url}{path}",
         additional_headers=headers,
         origin=origin,
         open_timeout=RECV_TIMEOUT_S,
         close_timeout=2,
         max_size=None,
+        legacy=True,  # the caller enters the connection (after the ping below)
         **kwargs,
     )
+    if wait_served:
+        _wait_served(ws)
+    return ws
+
+
+def _wait_served(ws: ClientConnection) -> None:
+    """Until the socket's ping is answered, or the server closes it (the test reads why)."""
+    try:
+        pong = ws.ping()
+    except ConnectionClosed:
+        return
+    deadline = time.monotonic() + RECV_TIMEOUT_S
+    while not pong.wait(0.005):
+        if ws.state is not State.OPEN:
+            return
+        if time.monotonic() > deadline:
+            ws.close()
+            raise TimeoutError("the worker did not answer the socket's ping")
 
 
 def recv(ws: ClientConnection, timeout: float = RECV_TIMEOUT_S) -> str | bytes:

@@ -5,8 +5,9 @@ against the real ``SocketRecovery``, ``WorkerRecovery`` and ``Hub``; only I/O is
 The world: one facility whose history holds messages 1..n (message k at position k); a worker
 that follows it and has seen everything published before the scenario; four live sockets (bare,
 envelope, an envelope sender with ``echo`` and one without, each publishing some of the
-messages); and the socket under test, which starts during the scenario. Events, in any order
-their causes allow:
+messages); and the socket under test, which starts during the scenario (with ``publishes``, it
+sends the first message of the scenario itself, without echo, once it has joined). Events, in
+any order their causes allow:
 
 * ``publish``: the next message goes into history; while subscribed, its live copy is on its way
   (copies arrive in publish order);
@@ -21,7 +22,8 @@ their causes allow:
 * with ``Close``: the starting socket is closed.
 
 Checked at the end of every schedule: each socket got each message it is owed exactly once, in
-history order, nothing after a close, and a resync wherever something it was owed is missing.
+history order, nothing after a close, nothing it sent itself without echo, and a resync wherever
+something it was owed is missing.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ EPOCH = "ep"
 FACILITY = "f"
 CHANNEL = "broadcast:f"
 ORIGINS = (None, "echoing", "quiet")  # who publishes message k during the scenario: k % 3
+OWN = "starting"  # the origin of the starting socket's own message, with ``publishes``
 
 
 def pos(number: int) -> Position:
@@ -57,6 +60,7 @@ class StartKind(enum.Enum):
 class SocketStart:
     kind: StartKind
     page: int = 2
+    publishes: bool = False  # the starting socket sends the scenario's first message
 
 
 @dataclass(frozen=True)
@@ -82,7 +86,9 @@ class Member:
 
     def __init__(self, name, *, envelope, since=None, origin=None, echo=False, live=True):
         self.name, self.envelope, self.origin, self.echo = name, envelope, origin, echo
-        self.recovery = SocketRecovery(since, envelope=envelope, hold_limit_bytes=1 << 20)
+        self.recovery = SocketRecovery(
+            since, envelope=envelope, hold_limit_bytes=1 << 20, origin=origin, echo=echo
+        )
         self.got: list[object] = []
         self.verdict_at: int | None = None  # where in ``got`` the verdict of its start is
         if live:
@@ -154,7 +160,10 @@ class World:
             Member("quiet", envelope=True, origin="quiet"),
         ]
         bare = self.start.kind is StartKind.BARE
-        self.starting = Member("starting", envelope=not bare, since=self.since, live=False)
+        origin = OWN if self.start.publishes else None
+        self.starting = Member(
+            "starting", envelope=not bare, since=self.since, origin=origin, live=False
+        )
         for member in self.live:
             self.hub.join(member, [CHANNEL])
         # As wsloop.connection: a socket without since reads its start before it joins.
@@ -195,8 +204,9 @@ class World:
 
     def enabled(self) -> list[str]:
         events = []
-        if self.to_publish:
-            events.append("publish")
+        own_next = self.origin(len(self.history) + 1) == OWN
+        if self.to_publish and not (own_next and "join" in self.program):
+            events.append("publish")  # the starting socket publishes once it has joined
         if self.in_flight:
             events.append("arrive")
         if self.program and self.socket_may_step(self.program[0]):
@@ -224,6 +234,8 @@ class World:
 
     def _publish(self) -> None:
         number = len(self.history) + 1
+        if self.origin(number) == OWN:  # as wsloop.connection, before the publish goes out
+            self.starting.recovery.publishing([CHANNEL], b"m%d" % number)
         self.history.append(number)
         self.to_publish -= 1
         if self.subscribed:
@@ -240,7 +252,11 @@ class World:
         return pos(self.history[-1]) if self.history else pos(0)
 
     def origin(self, number: int) -> str | None:
-        return None if number <= self.initial else ORIGINS[number % 3]
+        if number <= self.initial:
+            return None
+        if self.start.publishes and number == self.initial + 1:
+            return OWN
+        return ORIGINS[number % 3]
 
     def message(self, number: int) -> Incoming:
         return Incoming(b"m%d" % number, pos(number), self.origin(number))
@@ -264,8 +280,8 @@ class World:
                 return
             after = [n for n in self.history if n > self.cursor][: self.start.page]
             page = [(CHANNEL, self.message(n)) for n in after]
-            self.starting.got.extend(after)
-            recovery.replayed(page)
+            written = recovery.replayed(page)
+            self.starting.got.extend(message.position.id.ms for _, message in written)
             if after:
                 self.cursor = after[-1]
             if len(after) < self.start.page:
@@ -357,8 +373,15 @@ class World:
             member.origin is not None and self.origin(number) == member.origin and not member.echo
         )
 
+    def heard(self, after: int, upto: float = float("inf")) -> list[int]:
+        """The messages after ``after`` up to ``upto`` that the starting socket hears."""
+        return [n for n in self.history if after < n <= upto and self.origin(n) != OWN]
+
     def check_starting(self) -> list[str]:
         got, at = self.starting.got, self.starting.verdict_at
+        own = [n for n in got if not isinstance(n, tuple) and self.origin(n) == OWN]
+        if own:
+            return [f"starting: heard its own {own} in {got}"]
         if self.closed:
             close = got.index(("closed", None, None))
             if got[close + 1 :]:
@@ -372,20 +395,22 @@ class World:
         if any(isinstance(item, tuple) for item in got[:at]):
             return [f"starting: {got[:at]} before its verdict"]
         replayed = got[:at]
+        # The verdict's id: everything the socket hears up to it was replayed, nothing after it.
         if kind == VerdictKind.RECOVERED.value:
             since = self.since.id.ms
-            expected_at = replayed[-1] if replayed else since
-            problems = check("starting", got, [n for n in self.history if n > since], lossy=True)
-            if (where, count) != (expected_at, len(replayed)):
+            problems = check("starting", got, self.heard(since), lossy=True)
+            exact = where == since or where in self.history
+            if not exact or count != len(replayed) or self.heard(since, where) != replayed:
                 problems.append(f"starting: recovered {count} at {where} after {replayed}")
             return problems
         if kind == VerdictKind.POSITION.value:
             start = self.start_read.id.ms
-            problems = check("starting", got, [n for n in self.history if n > start], lossy=True)
-            if where != (replayed[-1] if replayed else start):
+            problems = check("starting", got, self.heard(start), lossy=True)
+            exact = where == start or where in self.history
+            if not exact or self.heard(start, where) != replayed:
                 problems.append(f"starting: position {where} after {replayed} from {start}")
             return problems
-        owed = [n for n in self.history if n > (where or 0)]
+        owed = self.heard(where or 0)
         # a resync: nothing twice nor out of order, and everything after its position
         problems = check("starting", got, [], lossy=True, extra_ok=True)
         return problems + check("starting after its resync", got[at + 1 :], owed, lossy=True)
@@ -395,10 +420,10 @@ class World:
         and in order; an older one only if it was on its way when the socket joined, and then
         with nothing missing after it. A failed worker replay may lose messages silently (a
         bare socket is never told), never repeat or reorder them."""
-        owed = [] if self.resynced else [n for n in self.history if n >= max(self.read_mark, 1)]
+        owed = [] if self.resynced else self.heard(max(self.read_mark, 1) - 1)
         problems = check("starting", got, owed, lossy=self.resynced, extra_ok=True)
         numbers = [item for item in got if not isinstance(item, tuple)]
-        if numbers and numbers != list(range(numbers[0], numbers[-1] + 1)) and not self.resynced:
+        if numbers and numbers != self.heard(numbers[0] - 1, numbers[-1]) and not self.resynced:
             problems.append(f"starting: a gap in {got}")
         return problems
 

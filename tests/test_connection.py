@@ -205,6 +205,37 @@ def test_a_bare_socket_goes_live_only_once_the_bus_delivered_what_it_read():
     assert received(client) == ["m3"]
 
 
+def test_a_bare_sender_does_not_get_its_own_message_back_as_the_persisted_one():
+    """It published as it connected, and its start read that message as the channel's
+    persisted one (issue 14: a sender without echo got its own message)."""
+    bus = ScriptedBus()
+    bus.subscribe_delay_s = 0.1
+    runtime = new_runtime(bus)
+    original = bus.publish
+
+    def publish_and_keep(facility, channels, payload, expire_s, origin=None):
+        bus.persisted = [(CHANNEL, payload)]
+        return original(facility, channels, payload, expire_s, origin)
+
+    bus.publish = publish_and_keep
+    sender, client = open_socket(runtime, envelope=False, publish=[CHANNEL])
+    send_texts(client, "mine")
+    gevent.sleep(0.2)
+    assert sender.recovery.phase is SocketPhase.LIVE
+    runtime._dispatch(CHANNEL, [b"after"])
+    assert received(client) == ["after"]
+
+
+def test_an_envelope_sender_skips_its_own_message_in_its_replay():
+    bus = ScriptedBus([1, 2, 3], page=1, read_delay_s=0.05)
+    runtime = new_runtime(bus)
+    sender, client = open_socket(runtime, envelope=True, since=pos(0), publish=[CHANNEL])
+    bus.origins[2] = sender.origin  # published by this socket as its replay began
+    messages = received(client)
+    assert data_of(messages) == ["m1", "m3"]
+    assert controls_of(messages) == [{"type": "recovered", "count": 2, "id": f"{EPOCH}:3-0"}]
+
+
 def test_held_messages_past_the_limit_close_a_slow_consumer():
     runtime = new_runtime(ScriptedBus([1], read_delay_s=0.3), send_queue_bytes=100)
     _, client = open_socket(runtime, envelope=True, since=pos(0))

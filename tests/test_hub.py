@@ -42,7 +42,9 @@ class Member:
         self.frames: list[bytes] = []
         self.envelope = envelope
         self.origin, self.echo = origin, echo
-        self.recovery = SocketRecovery(since, envelope=envelope, hold_limit_bytes=1 << 20)
+        self.recovery = SocketRecovery(
+            since, envelope=envelope, hold_limit_bytes=1 << 20, origin=origin, echo=echo
+        )
         if live:
             self.recovery.go_live()
 

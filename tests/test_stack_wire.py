@@ -213,6 +213,45 @@ def test_echo_off_the_sender_does_not_receive_its_own_message(stack):
         assert_silent(sender)
 
 
+@pytest.mark.parametrize("kind", ["bare", "envelope"])
+def test_senders_that_publish_as_they_connect_never_hear_themselves(stack, kind):
+    """Senders without echo publish the moment they connect, while their start may still be
+    reading: a bare one the channel's persisted message (then its own), an envelope one its
+    replay from the position of the test's start (then holding its own). Their own message must
+    not come back. 4 threads of 10 senders; each reads until a marker published after it."""
+    facility = unique_facility()
+    flags = "subscribe-broadcast&publish-broadcast"
+    if kind == "envelope":
+        flags += f"&envelope&since={wsloop.position(facility)}"
+    heard_themselves: list[tuple[str, list[object]]] = []
+
+    def data(message: str | bytes) -> object:
+        body = json.loads(message) if kind == "envelope" else {"data": message}
+        return body.get("data", body)
+
+    def connect_and_send(thread: int) -> None:
+        for index in range(10):
+            own, marker = f"own-{thread}-{index}", f"marker-{thread}-{index}"
+            with ws_connect(stack, f"{facility}?{flags}", wait_served=False) as ws:
+                ws.send(own)
+                time.sleep(0.02)  # the marker is not what the start reads
+                wsloop.publish(facility, marker, broadcast=True)
+                got: list[object] = []
+                while marker not in got:
+                    got.append(data(recv(ws)))
+                if own in got:
+                    heard_themselves.append((own, got))
+
+    with ws_connect(stack, f"{facility}?subscribe-broadcast"):  # the worker keeps subscribing
+        wait_subscribed(stack, channel("broadcast", facility))
+        threads = [threading.Thread(target=connect_and_send, args=(n,)) for n in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+    assert heard_themselves == []
+
+
 def test_echo_on_the_sender_receives_its_message_once_with_its_opcode(stack):
     facility = unique_facility()
     with (

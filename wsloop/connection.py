@@ -82,7 +82,11 @@ class WebSocket:
         # backwards); bare ones answer themselves at once, as ws4redis did.
         self.echo = plan.echo and plan.envelope
         self.recovery = SocketRecovery(
-            since, envelope=plan.envelope, hold_limit_bytes=settings.send_queue_bytes
+            since,
+            envelope=plan.envelope,
+            hold_limit_bytes=settings.send_queue_bytes,
+            origin=self.origin,
+            echo=self.echo,
         )
         self.last_seen = time.monotonic()
 
@@ -204,8 +208,7 @@ class WebSocket:
             for page in replay.pages:
                 if recovery.phase is SocketPhase.CLOSED:
                     return
-                self._write_page(page)
-                recovery.replayed(page)
+                self._write_page(recovery.replayed(page))
         except BrokerUnavailable as exc:
             logger.warning("replay on %s failed: %s", self.plan.facility, exc)
             recovery.history_unreachable()
@@ -383,6 +386,7 @@ class WebSocket:
         if not plan.publish:
             logger.debug("dropped a message from a socket without publish flags")
             return b""
+        self.recovery.publishing(plan.publish, message.payload)
         try:
             worker.broker.publish(
                 plan.facility, plan.publish, message.payload, worker.settings.expire_s, self.origin

@@ -11,10 +11,11 @@ after it. Only a LIVE socket that sent none of the messages takes the fast path:
 and one write.
 
 Own messages: a message a socket published carries that socket's origin (``Incoming.origin``),
-live and replayed. The sender skips its own copy, except an envelope socket with ``echo``,
-which gets it from the bus in its place in history order (a bare socket with ``echo`` answers
-itself at once). So a sender receives its own message exactly zero times without ``echo`` and
-exactly once with it, whatever other clients send and across the worker's resubscriptions.
+live and replayed. The sender skips its own copy (``SocketRecovery.hears``), except an envelope
+socket with ``echo``, which gets it from the bus in its place in history order (a bare socket
+with ``echo`` answers itself at once). So a sender receives its own message exactly zero times
+without ``echo`` and exactly once with it, whatever other clients send and across the worker's
+resubscriptions.
 """
 
 from __future__ import annotations
@@ -46,10 +47,6 @@ class Member(Protocol):
     @property
     def origin(self) -> str | None:
         """The origin its own publishes carry; None if it publishes nothing it hears."""
-
-    @property
-    def echo(self) -> bool:
-        """Its own publishes reach it from the bus; otherwise the hub skips them."""
 
     def deliver(self, frame: bytes) -> None:
         """Queue one encoded frame; must not block."""
@@ -143,13 +140,8 @@ class Hub:
         channel: str, member: Member, messages: Sequence[Incoming], variants: _Variants
     ) -> int:
         """A member that holds, is at its seam, or sent some of the messages."""
-        origin = member.origin
-        wanted = [
-            index
-            for index, message in enumerate(messages)
-            if origin is None or message.origin != origin or member.echo
-        ]
         recovery = member.recovery
+        wanted = [index for index, message in enumerate(messages) if recovery.hears(message)]
         if recovery.holding:
             member.hold(channel, [messages[index] for index in wanted])
             return 0

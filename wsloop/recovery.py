@@ -27,6 +27,12 @@ messages until the bus has delivered everything published before the read, and s
 message only if its live copy is not among the held ones: each message at most once, in publish
 order.
 
+**Own messages.** A socket that publishes carries an origin, and its messages carry it too
+(``Incoming.origin``). Without ``echo`` it hears none of them: ``hears`` is the rule, for its
+replay here and for live messages in the hub. A persisted message carries no origin, so a bare
+socket remembers what it publishes while it starts: the persisted message its start reads may be
+one of those, and is then not sent back.
+
 **The worker's seam.** When the worker's subscription comes back after an outage it holds live
 messages, replays from history what it missed since the last position it saw per facility, then
 releases the held ones; both pass the same per-facility position filter, so a message both
@@ -118,23 +124,27 @@ class SocketRecovery:
 
     The socket's adapter drives it: ``start_at`` for a socket without ``since`` (the position it
     read before joining), then, with its subscription confirmed, ``begin_replay`` and
-    ``replayed`` for every page written from ``replay_from``, ``replay_ended``, then ``go_live``
-    (reading the current position first when ``needs_position``; a bare socket passes its
-    persisted messages instead); ``close`` at any time, after
-    which the start's calls change nothing and ``go_live`` releases nothing. The
-    hub feeds it live messages: ``hold`` while ``holding``, ``admit`` at the seam, and in LIVE
-    the shared frame without asking. The worker reports its own failed replays with
-    ``worker_lost``.
+    ``replayed`` for every page read from ``replay_from`` (it writes what that returns),
+    ``replay_ended``, then ``go_live`` (reading the current position first when
+    ``needs_position``; a bare socket passes its persisted messages instead); ``publishing``
+    before each message the socket publishes; ``close`` at any time, after which the start's
+    calls change nothing and ``go_live`` releases nothing. The hub feeds it live messages that it
+    ``hears``: ``hold`` while ``holding``, ``admit`` at the seam, and in LIVE the shared frame
+    without asking. The worker reports its own failed replays with ``worker_lost``.
     """
 
     __slots__ = (
         "_count",
+        "_echo",
         "_envelope",
         "_from",
         "_held",
         "_held_bytes",
         "_last",
         "_limit_bytes",
+        "_origin",
+        "_own",
+        "_own_bytes",
         "_resync",
         "_since",
         "_unreachable",
@@ -142,7 +152,15 @@ class SocketRecovery:
         "seam",
     )
 
-    def __init__(self, since: Position | None, *, envelope: bool, hold_limit_bytes: int) -> None:
+    def __init__(
+        self,
+        since: Position | None,
+        *,
+        envelope: bool,
+        hold_limit_bytes: int,
+        origin: str | None = None,
+        echo: bool = False,
+    ) -> None:
         self.phase = SocketPhase.STARTING
         self.seam: Position | None = None
         self._since = since
@@ -155,6 +173,11 @@ class SocketRecovery:
         self._last: Position | None = None
         self._resync: Resync | None = None
         self._unreachable = False
+        self._origin = origin
+        self._echo = echo
+        # What a bare socket published while starting (None: more than the hold limit).
+        self._own: set[tuple[str, bytes]] | None = set()
+        self._own_bytes = 0
 
     @property
     def since(self) -> Position | None:
@@ -203,16 +226,36 @@ class SocketRecovery:
         self._held_bytes += sum(len(message.payload) for message in messages)
         return self._held_bytes <= self._limit_bytes
 
+    def hears(self, message: Incoming) -> bool:
+        """Whether the socket gets ``message``: anything but its own, unless it asked for echo."""
+        return self._echo or self._origin is None or message.origin != self._origin
+
+    def publishing(self, channels: Sequence[str], payload: bytes) -> None:
+        """The socket is about to publish ``payload`` on ``channels``. While a bare socket starts,
+        a persisted message equal to it may be its own, read back: it is not sent. Past the hold
+        limit nothing more is remembered, and no persisted message that was not held is sent."""
+        if self._envelope or not self.holding or self._own is None:
+            return
+        self._own_bytes += len(payload)
+        if self._own_bytes > self._limit_bytes:
+            self._own = None
+        else:
+            self._own.update((channel, payload) for channel in channels)
+
     def begin_replay(self) -> None:
         """The socket's subscription is confirmed and its replay's first read succeeded."""
         if self.phase is not SocketPhase.CLOSED:
             self._move(SocketPhase.REPLAYING)
 
-    def replayed(self, page: Page) -> None:
-        """A page of history was written to the socket."""
-        if page:
-            self._count += len(page)
-            self._last = page[-1][1].position
+    def replayed(self, page: Page) -> Page:
+        """A page of history was read: the messages of it that the socket writes (what it
+        ``hears``). The seam moves to the page's last message, heard or not."""
+        if not page:
+            return page
+        heard = [(channel, message) for channel, message in page if self.hears(message)]
+        self._count += len(heard)
+        self._last = page[-1][1].position
+        return heard
 
     def history_unreachable(self) -> None:
         """A read of history (or the subscription's confirmation) failed during the start."""
@@ -245,8 +288,9 @@ class SocketRecovery:
         that read has reached the socket. A persisted message published after the subscription
         is then among the held ones and goes out there, in its place; the others, older than
         anything held, go first. (A held message with the same payload on the same channel is
-        taken for the persisted one: the client sees that payload once, in order.) After a
-        ``worker_lost`` during the start, only the held ones go out."""
+        taken for the persisted one: the client sees that payload once, in order; one the socket
+        published itself is not sent.) After a ``worker_lost`` during the start, or more
+        publishes than ``publishing`` remembers, only the held ones go out."""
         if self.phase is SocketPhase.CLOSED:
             return Release(None, [])
         verdict = self._verdict(position)
@@ -255,9 +299,13 @@ class SocketRecovery:
         self._move(SocketPhase.LIVE if self.seam is None else SocketPhase.SEAM)
         held, self._held, self._held_bytes = self._held, [], 0
         keep = self.admit([message for _, message in held])
-        held_payloads = {(channel, message.payload) for channel, message in held}
-        lost = self._resync is not None
-        first = [] if lost else [pair for pair in persisted if pair not in held_payloads]
+        known = {(channel, message.payload) for channel, message in held}
+        own, self._own, self._own_bytes = self._own, set(), 0
+        if self._resync is not None or own is None:
+            first = []
+        else:
+            known |= own
+            first = [pair for pair in persisted if pair not in known]
         return Release(verdict, [held[index] for index in keep], first)
 
     def _verdict(self, position: Position | None) -> Verdict | None:
@@ -298,6 +346,7 @@ class SocketRecovery:
         if self.phase is not SocketPhase.CLOSED:
             self._move(SocketPhase.CLOSED)
         self._held, self._held_bytes = [], 0
+        self._own, self._own_bytes = set(), 0
 
     def _move(self, phase: SocketPhase) -> None:
         if phase not in _SOCKET_TRANSITIONS[self.phase]:
