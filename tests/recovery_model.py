@@ -6,8 +6,9 @@ The world: one facility whose history holds messages 1..n (message k at position
 that follows it and has seen everything published before the scenario; four live sockets (bare,
 envelope, an envelope sender with ``echo`` and one without, each publishing some of the
 messages); and the socket under test, which starts during the scenario (with ``publishes``, it
-sends the first message of the scenario itself, without echo, once it has joined). Events, in
-any order their causes allow:
+sends the last message of the scenario itself, without echo, once its reader runs: an
+envelope socket's once it has joined, a bare socket's once it is live). Events, in any order
+their causes allow:
 
 * ``publish``: the next message goes into history; while subscribed, its live copy is on its way
   (copies arrive in publish order);
@@ -60,7 +61,7 @@ class StartKind(enum.Enum):
 class SocketStart:
     kind: StartKind
     page: int = 2
-    publishes: bool = False  # the starting socket sends the scenario's first message
+    publishes: bool = False  # the starting socket sends the scenario's last message
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,7 @@ class World:
         self.start_read: Position | None = None
         self.read_mark = 0  # messages published when the persisted one was read
         self.initial = len(self.history)
+        self.own = self.initial + self.to_publish if self.start.publishes else None
 
     def key(self) -> tuple[object, ...]:
         """Everything the rest of a schedule depends on, and everything checked at its end."""
@@ -205,8 +207,8 @@ class World:
     def enabled(self) -> list[str]:
         events = []
         own_next = self.origin(len(self.history) + 1) == OWN
-        if self.to_publish and not (own_next and "join" in self.program):
-            events.append("publish")  # the starting socket publishes once it has joined
+        if self.to_publish and not (own_next and not self.reading()):
+            events.append("publish")
         if self.in_flight:
             events.append("arrive")
         if self.program and self.socket_may_step(self.program[0]):
@@ -221,6 +223,13 @@ class World:
             events.append("worker")
         return events
 
+    def reading(self) -> bool:
+        """The starting socket's reader runs (as in wsloop.connection): beside an envelope
+        socket's start, after a bare socket's."""
+        if self.start.kind is StartKind.BARE:
+            return not self.program
+        return "join" not in self.program
+
     def socket_may_step(self, step: str) -> bool:
         if step == "wait":
             return self.worker.phase.value == "live"
@@ -234,8 +243,6 @@ class World:
 
     def _publish(self) -> None:
         number = len(self.history) + 1
-        if self.origin(number) == OWN:  # as wsloop.connection, before the publish goes out
-            self.starting.recovery.publishing([CHANNEL], b"m%d" % number)
         self.history.append(number)
         self.to_publish -= 1
         if self.subscribed:
@@ -254,7 +261,7 @@ class World:
     def origin(self, number: int) -> str | None:
         if number <= self.initial:
             return None
-        if self.start.publishes and number == self.initial + 1:
+        if number == self.own:
             return OWN
         return ORIGINS[number % 3]
 

@@ -206,8 +206,9 @@ def test_a_bare_socket_goes_live_only_once_the_bus_delivered_what_it_read():
 
 
 def test_a_bare_sender_does_not_get_its_own_message_back_as_the_persisted_one():
-    """It published as it connected, and its start read that message as the channel's
-    persisted one (issue 14: a sender without echo got its own message)."""
+    """It sent a message as it connected; its start reads the channel's persisted message
+    before its reader publishes that one (issue 14: a sender without echo got its own message
+    back as the persisted one when both ran at once)."""
     bus = ScriptedBus()
     bus.subscribe_delay_s = 0.1
     runtime = new_runtime(bus)

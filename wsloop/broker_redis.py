@@ -43,7 +43,7 @@ HEALTH_CHECK_INTERVAL_S = 15  # PING an idle subscription this often to find dea
 CONNECT_TIMEOUT_S = 5.0
 RECONNECT_BACKOFF_BASE_S = 0.1
 RECONNECT_BACKOFF_CAP_S = 5.0  # a worker finds a restarted Redis within this many seconds
-SUBSCRIBE_POLL_S = 0.002  # how often a recovering socket checks for its subscription
+SUBSCRIBE_POLL_S = 0.002  # how often the listener looks again while a subscribe is on the wire
 # Replay pages read at once by one worker, however many sockets replay: a recovery storm then
 # queues at most this many page reads (about a millisecond each) on the command connection,
 # ahead of what else needs it (positions, persisted messages, health checks).
@@ -86,6 +86,7 @@ class RedisBroker:
         self._presence = RedisPresence(self._commands, prefix, presence_ttl_s)
         self._channels: set[str] = set()
         self._confirmed: set[str] = set()
+        self._confirmation = gevent.event.Event()  # set, and replaced, at each confirmation
         self._pubsub: PubSub | None = None
         self._commands_lock = gevent.lock.RLock()
         self._replay_reads = gevent.lock.BoundedSemaphore(REPLAY_READS_AT_ONCE)
@@ -146,12 +147,19 @@ class RedisBroker:
             raise BrokerUnavailable(f"cannot read history: {exc}") from exc
 
     def wait_subscribed(self, channels: Collection[str], timeout_s: float) -> bool:
+        """Waiters sleep until the next confirmation, whatever its channel: a start storm costs
+        one wake-up per socket and confirmation, not a poll per socket every few ms."""
         deadline = time.monotonic() + timeout_s
         while not self._confirmed.issuperset(channels):
-            if time.monotonic() > deadline:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not self._confirmation.wait(remaining):
                 return False
-            gevent.sleep(SUBSCRIBE_POLL_S)
         return True
+
+    def _confirm(self, channel: str) -> None:
+        self._confirmed.add(channel)
+        confirmation, self._confirmation = self._confirmation, gevent.event.Event()
+        confirmation.set()
 
     def wait_delivered(self, timeout_s: float) -> bool:
         """A PING on the subscription connection: Redis answers it after every message it
@@ -299,7 +307,7 @@ class RedisBroker:
                 if kind == "message":
                     batch.append((channel, message["data"]))
                 elif kind == "subscribe":
-                    self._confirmed.add(channel)
+                    self._confirm(channel)
                 elif kind == "unsubscribe":
                     self._confirmed.discard(channel)
                 elif kind == "pong" and message["data"] == DELIVERED_PING_REPLY:

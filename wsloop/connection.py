@@ -1,18 +1,18 @@
 """One websocket on a gevent socket: its start, the reader greenlet, non-blocking writes, closing.
 
-A socket costs one greenlet while idle (the reader, parked in ``recv``), and one more while it
-starts. Frames are written immediately with a non-blocking send; only when the kernel buffer is
-full does the rest go to the bounded send queue and a writer greenlet start, to exit again once
-the queue is empty. Only the reader greenlet closes the socket; everyone else shuts it down,
-which wakes the reader.
+A socket costs one greenlet while idle (the reader, parked in ``recv``), and an envelope socket
+one more while it starts. Frames are written immediately with a non-blocking send; only when the
+kernel buffer is full does the rest go to the bounded send queue and a writer greenlet start, to
+exit again once the queue is empty. Only the reader greenlet closes the socket; everyone else
+shuts it down, which wakes the reader.
 
 The start is ``wsloop.recovery.SocketRecovery``'s to decide and this module's to carry out: live
 messages are held while a bare socket reads its persisted messages and waits for the live copies
-of what they may repeat, or while an envelope socket
-waits for the worker and its subscription and then replays history after its start (``since``,
-or the facility's position read before it joined), page by page through the send queue; then the
-verdict and the held messages past the seam go out, and the socket is live. Pings and heartbeats
-are not held.
+of what they may repeat (before its reader starts), or while an envelope socket waits for the
+worker and its subscription and then replays history after its start (``since``, or the
+facility's position read before it joined), page by page through the send queue, beside its
+reader; then the verdict and the held messages past the seam go out, and the socket is live.
+Pings and heartbeats are not held.
 """
 
 from __future__ import annotations
@@ -50,6 +50,7 @@ class WebSocket:
         "_core",
         "_queue",
         "_sock",
+        "_starting",
         "_worker",
         "_writer",
         "client_id",
@@ -74,6 +75,7 @@ class WebSocket:
         self._core = ProtocolCore(settings.max_message_bytes)
         self._queue = SendQueue(settings.send_queue_bytes)
         self._writer: gevent.Greenlet | None = None
+        self._starting: gevent.Greenlet | None = None  # while the start runs
         self.plan = plan
         self.envelope = plan.envelope
         self.client_id = worker.new_client_id()
@@ -91,18 +93,21 @@ class WebSocket:
         self.last_seen = time.monotonic()
 
     def run(self) -> None:
-        """Serve the socket until it closes; runs in its own greenlet, and the start in another
-        beside it, so that a long replay still answers pings and a client that leaves during
-        it stops it at the next page."""
+        """Serve the socket until it closes; runs in its own greenlet. An envelope socket's start
+        runs in another beside it, so that a long replay still answers pings and a client that
+        leaves during it stops it at the next page; a bare socket's start is short and comes
+        first."""
         worker = self._worker
-        starting: gevent.Greenlet | None = None
         try:
             if self.envelope and self.recovery.since is None:
                 # Read before joining: whatever is published after it reaches this socket,
                 # by its replay if before its subscription, live if after.
                 self.recovery.start_at(self._current_position())
             worker.attach(self)
-            starting = gevent.spawn(self._start)
+            if self.envelope:  # a replay may be long: it runs beside the reader
+                self._starting = gevent.spawn(self._start_envelope)
+            else:
+                self._start_bare()
             self._read_until_closed()
         except OSError as exc:
             logger.debug("socket error: %s", exc)
@@ -110,6 +115,7 @@ class WebSocket:
             self.recovery.close()  # a start still in a Redis call sends nothing when it returns
             worker.detach(self)
             self._finish()
+            starting = self._starting
             if starting is not None:
                 starting.join(timeout=worker.settings.close_timeout_s)
                 starting.kill(timeout=worker.settings.close_timeout_s)
@@ -140,10 +146,13 @@ class WebSocket:
 
     # the start
 
-    def _start(self) -> None:
-        if not self.envelope:
-            self._start_bare()
-            return
+    def _start_envelope(self) -> None:
+        try:
+            self._replay_and_go_live()
+        finally:
+            self._starting = None  # an idle socket keeps no finished greenlet (about 1.7 KiB)
+
+    def _replay_and_go_live(self) -> None:
         worker, recovery = self._worker, self.recovery
         timeout_s = worker.settings.recovery_timeout_s
         if recovery.since is not None:
@@ -169,7 +178,9 @@ class WebSocket:
     def _start_bare(self) -> None:
         """ws4redis' persisted messages, read once the subscription is confirmed; the socket
         goes live when the live copies of everything published before that read have reached
-        it (``SocketRecovery.go_live`` sends each message once)."""
+        it (``SocketRecovery.go_live`` sends each message once). It runs before the reader:
+        a few round trips, bounded by the recovery timeout, during which the client's frames
+        wait unread, so the persisted message it reads is never one the socket published."""
         worker = self._worker
         timeout_s = worker.settings.recovery_timeout_s
         worker.wait_live(timeout_s)
@@ -386,7 +397,6 @@ class WebSocket:
         if not plan.publish:
             logger.debug("dropped a message from a socket without publish flags")
             return b""
-        self.recovery.publishing(plan.publish, message.payload)
         try:
             worker.broker.publish(
                 plan.facility, plan.publish, message.payload, worker.settings.expire_s, self.origin

@@ -30,8 +30,8 @@ order.
 **Own messages.** A socket that publishes carries an origin, and its messages carry it too
 (``Incoming.origin``). Without ``echo`` it hears none of them: ``hears`` is the rule, for its
 replay here and for live messages in the hub. A persisted message carries no origin, so a bare
-socket remembers what it publishes while it starts: the persisted message its start reads may be
-one of those, and is then not sent back.
+socket starts before it reads anything its client sends: the persisted message its start reads
+is never one of its own.
 
 **The worker's seam.** When the worker's subscription comes back after an outage it holds live
 messages, replays from history what it missed since the last position it saw per facility, then
@@ -126,11 +126,11 @@ class SocketRecovery:
     read before joining), then, with its subscription confirmed, ``begin_replay`` and
     ``replayed`` for every page read from ``replay_from`` (it writes what that returns),
     ``replay_ended``, then ``go_live`` (reading the current position first when
-    ``needs_position``; a bare socket passes its persisted messages instead); ``publishing``
-    before each message the socket publishes; ``close`` at any time, after which the start's
-    calls change nothing and ``go_live`` releases nothing. The hub feeds it live messages that it
-    ``hears``: ``hold`` while ``holding``, ``admit`` at the seam, and in LIVE the shared frame
-    without asking. The worker reports its own failed replays with ``worker_lost``.
+    ``needs_position``; a bare socket passes its persisted messages instead); ``close`` at any
+    time, after which the start's calls change nothing and ``go_live`` releases nothing. The hub
+    feeds it live messages that it ``hears``: ``hold`` while ``holding``, ``admit`` at the seam,
+    and in LIVE the shared frame without asking. The worker reports its own failed replays with
+    ``worker_lost``.
     """
 
     __slots__ = (
@@ -143,8 +143,6 @@ class SocketRecovery:
         "_last",
         "_limit_bytes",
         "_origin",
-        "_own",
-        "_own_bytes",
         "_resync",
         "_since",
         "_unreachable",
@@ -175,9 +173,6 @@ class SocketRecovery:
         self._unreachable = False
         self._origin = origin
         self._echo = echo
-        # What a bare socket published while starting (None: more than the hold limit).
-        self._own: set[tuple[str, bytes]] | None = set()
-        self._own_bytes = 0
 
     @property
     def since(self) -> Position | None:
@@ -230,18 +225,6 @@ class SocketRecovery:
         """Whether the socket gets ``message``: anything but its own, unless it asked for echo."""
         return self._echo or self._origin is None or message.origin != self._origin
 
-    def publishing(self, channels: Sequence[str], payload: bytes) -> None:
-        """The socket is about to publish ``payload`` on ``channels``. While a bare socket starts,
-        a persisted message equal to it may be its own, read back: it is not sent. Past the hold
-        limit nothing more is remembered, and no persisted message that was not held is sent."""
-        if self._envelope or not self.holding or self._own is None:
-            return
-        self._own_bytes += len(payload)
-        if self._own_bytes > self._limit_bytes:
-            self._own = None
-        else:
-            self._own.update((channel, payload) for channel in channels)
-
     def begin_replay(self) -> None:
         """The socket's subscription is confirmed and its replay's first read succeeded."""
         if self.phase is not SocketPhase.CLOSED:
@@ -288,9 +271,8 @@ class SocketRecovery:
         that read has reached the socket. A persisted message published after the subscription
         is then among the held ones and goes out there, in its place; the others, older than
         anything held, go first. (A held message with the same payload on the same channel is
-        taken for the persisted one: the client sees that payload once, in order; one the socket
-        published itself is not sent.) After a ``worker_lost`` during the start, or more
-        publishes than ``publishing`` remembers, only the held ones go out."""
+        taken for the persisted one: the client sees that payload once, in order.) After a
+        ``worker_lost`` during the start, only the held ones go out."""
         if self.phase is SocketPhase.CLOSED:
             return Release(None, [])
         verdict = self._verdict(position)
@@ -299,13 +281,9 @@ class SocketRecovery:
         self._move(SocketPhase.LIVE if self.seam is None else SocketPhase.SEAM)
         held, self._held, self._held_bytes = self._held, [], 0
         keep = self.admit([message for _, message in held])
-        known = {(channel, message.payload) for channel, message in held}
-        own, self._own, self._own_bytes = self._own, set(), 0
-        if self._resync is not None or own is None:
-            first = []
-        else:
-            known |= own
-            first = [pair for pair in persisted if pair not in known]
+        held_payloads = {(channel, message.payload) for channel, message in held}
+        lost = self._resync is not None
+        first = [] if lost else [pair for pair in persisted if pair not in held_payloads]
         return Release(verdict, [held[index] for index in keep], first)
 
     def _verdict(self, position: Position | None) -> Verdict | None:
@@ -346,7 +324,6 @@ class SocketRecovery:
         if self.phase is not SocketPhase.CLOSED:
             self._move(SocketPhase.CLOSED)
         self._held, self._held_bytes = [], 0
-        self._own, self._own_bytes = set(), 0
 
     def _move(self, phase: SocketPhase) -> None:
         if phase not in _SOCKET_TRANSITIONS[self.phase]:
