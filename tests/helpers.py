@@ -26,6 +26,10 @@ from conftest import HEARTBEAT, PREFIX
 from devstack.stack import Stack
 
 RECV_TIMEOUT_S = 5.0
+# The test clients read everything, so they queue without a bound: a client of websockets that
+# holds more unread messages than its max_queue (16 by default) stops reading its socket, and
+# the pong or close frame the test waits for stays unread behind the messages.
+UNBOUNDED_QUEUE = None
 DEMO_PASSWORD = os.environ.get("WSLOOP_DEMO_PASSWORD", "wsloop-demo")
 
 
@@ -59,6 +63,7 @@ def ws_connect(
         open_timeout=RECV_TIMEOUT_S,
         close_timeout=2,
         max_size=None,
+        max_queue=UNBOUNDED_QUEUE,
         legacy=True,  # the caller enters the connection (after the ping below)
         **kwargs,
     )
@@ -312,6 +317,7 @@ class RecoveringClient:
                     f"{self.stack.config.ws_url}{self.path}{since}",
                     open_timeout=RECV_TIMEOUT_S,
                     max_size=None,
+                    max_queue=UNBOUNDED_QUEUE,
                     legacy=True,
                 )
                 self.connects += 1

@@ -94,7 +94,7 @@ def test_joiners_during_a_stream_get_the_persisted_message_then_each_message_onc
     stack, publishing
 ):
     """Numbered messages published back to back, each kept as the persisted one, while 4
-    threads open 15 bare sockets each: every joiner gets an unbroken run (no duplicate, no
+    threads open 40 bare sockets each: every joiner gets an unbroken run (no duplicate, no
     reorder, no gap) that reaches the last message published before it connected. (It may
     start a little earlier: a message still on its way to the worker when the socket joined
     is live for it.)"""
@@ -112,7 +112,7 @@ def test_joiners_during_a_stream_get_the_persisted_message_then_each_message_onc
             time.sleep(0.0005)
 
     def join_repeatedly(runs: list[tuple[int, list[int]]]) -> None:
-        for _ in range(15):
+        for _ in range(40):
             before = published[0]
             with ws_connect(stack, f"{facility}?subscribe-broadcast") as ws:
                 runs.append((before, [int(recv(ws)) for _ in range(20)]))
@@ -132,7 +132,7 @@ def test_joiners_during_a_stream_get_the_persisted_message_then_each_message_onc
             stop.set()
             publisher.join()
     every = [run for thread_runs in runs for run in thread_runs]
-    assert len(every) == 60
+    assert len(every) == 160
     broken = [(before, got) for before, got in every if got != list(range(got[0], got[0] + 20))]
     stale = [(before, got) for before, got in every if got[-1] < before]
     assert broken == [] and stale == []
