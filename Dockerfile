@@ -9,7 +9,7 @@ RUN apt-get update \
 COPY requirements/base.txt /tmp/requirements.txt
 RUN python3 -m venv /opt/venv \
     && /opt/venv/bin/pip install --no-cache-dir -r /tmp/requirements.txt
-COPY pyproject.toml README.md /src/
+COPY pyproject.toml README.md LICENSE /src/
 COPY wsloop /src/wsloop
 RUN /opt/venv/bin/pip install --no-cache-dir --no-deps /src
 

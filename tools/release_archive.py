@@ -20,7 +20,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SHIPPED = ("app", "wsloop", "uwsgi", "requirements/base.txt", "pyproject.toml", "README.md")
+SHIPPED = (
+    "app",
+    "wsloop",
+    "uwsgi",
+    "requirements/base.txt",
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+)
 SKIPPED_NAMES = {"__pycache__", "build"}
 SKIPPED_SUFFIXES = (".pyc", ".egg-info")
 RELEASE_ID_HEX_DIGITS = 12  # 48 bits: no collision among the few releases a host keeps
