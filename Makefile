@@ -7,7 +7,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORT ?= 8000
 DEPLOYMENT ?= two-pools
-APT_PACKAGES := nginx redis-server chromium docker.io debootstrap openssh-client
+APT_PACKAGES := nginx redis-server gettext-base chromium docker.io debootstrap openssh-client
 SUDO := $(shell [ "$$(id -u)" -eq 0 ] || echo sudo)
 
 # nox runs the suite on python3.11 (Django LTS) and python3.13 (newest Django). pyenv's shims

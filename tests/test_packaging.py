@@ -11,10 +11,7 @@ import subprocess
 import sys
 import tarfile
 import zipfile
-from collections.abc import Iterator
 from pathlib import Path
-
-import pytest
 
 from conftest import REPO
 
@@ -22,18 +19,6 @@ PACKAGE = REPO / "wsloop"
 # Imports whose distribution is not found by importlib.metadata in this venv under that name.
 OPTIONAL = {"uwsgi": "uWSGI"}  # provided by the uWSGI server, the "uwsgi" extra
 NOT_IMPORTED = {"hiredis"}  # redis-py's parser, used without being imported
-
-
-@pytest.fixture(scope="module")
-def dist(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
-    out = tmp_path_factory.mktemp("dist")
-    subprocess.run(
-        [sys.executable, "-m", "build", "--outdir", str(out), str(REPO)],
-        check=True,
-        capture_output=True,
-        timeout=600,
-    )
-    yield out
 
 
 def the(dist: Path, pattern: str) -> Path:
