@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import email
 import importlib.metadata
+import os
 import subprocess
 import sys
 import tarfile
@@ -128,16 +129,20 @@ def test_the_wheel_installed_alone_in_a_fresh_venv_imports_every_module(dist, tm
     """The wheel with its declared dependencies only (pinned as the deployment pins them), no
     test tools, no uWSGI, run from a directory that is not this checkout."""
     venv = tmp_path / "venv"
+    # Nothing of this checkout's environment: a PYTHONPATH would make pip and Python find it.
+    alone = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "VIRTUAL_ENV")}
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     python = str(venv / "bin" / "python")
     wheel = the(dist, "wsloop-*.whl")
     subprocess.run(
         [python, "-m", "pip", "install", "-q", "-c", str(REPO / "requirements/base.txt"), wheel],
+        env=alone,
         check=True,
         timeout=600,
     )
     installed = subprocess.run(
         [python, "-m", "pip", "list", "--format=freeze"],
+        env=alone,
         check=True,
         capture_output=True,
         text=True,
@@ -148,7 +153,13 @@ def test_the_wheel_installed_alone_in_a_fresh_venv_imports_every_module(dist, tm
     probe = tmp_path / "probe.py"
     probe.write_text(PROBE)
     result = subprocess.run(
-        [python, str(probe)], check=False, cwd=tmp_path, capture_output=True, text=True, timeout=120
+        [python, str(probe)],
+        check=False,
+        cwd=tmp_path,
+        env=alone,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.stdout.split() == ["ok", str(venv)]

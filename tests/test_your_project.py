@@ -133,18 +133,11 @@ def project(
     dist: Path, redis_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Project]:
     """Install and settings, as the page says. pip finds wsloop in the freshly built
-    distributions, and everything else pinned as in the environment running this test (the
-    Django of this matrix row)."""
+    distributions, wsloop's dependencies pinned as in the environment running this test (the
+    Django of this matrix row), Celery as requirements/task-queue.txt pins it."""
     home = tmp_path_factory.mktemp("reader")
     constraints = home / "constraints.txt"
-    constraints.write_text(
-        subprocess.run(
-            [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
-            check=True,
-            capture_output=True,
-            text=True,
-        ).stdout
-    )
+    constraints.write_text(runtime_pins() + (REPO / "requirements/task-queue.txt").read_text())
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith(OURS)},
         "PIP_FIND_LINKS": str(dist),
@@ -173,6 +166,22 @@ def empty_redis(redis_url: str) -> None:
     """Each way starts from an empty Redis: a message the previous one published is kept (the
     channel's persisted message) and would reach the next one's socket first."""
     redis.Redis.from_url(redis_url).flushall()
+
+
+def runtime_pins() -> str:
+    """This environment's versions of what requirements/base.txt pins."""
+    names = {
+        line.split("==")[0].lower()
+        for line in (REPO / "requirements/base.txt").read_text().splitlines()
+        if "==" in line
+    }
+    frozen = subprocess.run(
+        [sys.executable, "-m", "pip", "freeze", "--exclude-editable"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout.splitlines()
+    return "".join(f"{line}\n" for line in frozen if line.split("==")[0].lower() in names)
 
 
 def websocket(port: int, path: str) -> ClientConnection:
@@ -219,6 +228,25 @@ def test_runserver(project):
     block = replaced(blocks()["runserver"], {"127.0.0.1:8000": f"127.0.0.1:{port}"})
     with project.serving(block, "runserver"):
         receives_both_publishes(project, port)
+
+
+def test_a_celery_worker_publishes(project):
+    page = blocks()
+    project.run(page["celery-install"])
+    settings = project.root / "mysite/settings.py"
+    settings.write_text(settings.read_text() + "\n" + page["celery-settings"])
+    (project.root / "mysite/celery.py").write_text(page["celery-app"])
+    (project.root / "mysite/tasks.py").write_text(page["celery-tasks"])
+    (project.root / "mysite/__init__.py").write_text(page["celery-init"])
+    port = free_port()
+    server = replaced(page["runserver"], {"127.0.0.1:8000": f"127.0.0.1:{port}"})
+    with (
+        project.serving(server, "runserver"),
+        project.serving(page["celery-worker"], "celery"),
+        websocket(port, "reports?subscribe-broadcast") as ws,
+    ):
+        project.run(f"python manage.py shell -c {quoted(page['celery-call'])}")
+        assert ws.recv(STARTUP_TIMEOUT_S) == "report 7 is ready"
 
 
 def test_one_uwsgi(project):

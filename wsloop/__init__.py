@@ -1,6 +1,7 @@
 """wsloop: real-time server push for Django, in a decoupled gevent websocket loop.
 
-Django code publishes with :func:`publish`; the websocket loop pushes to the browsers, run by
+Django code publishes with :func:`publish` (:func:`publish_on_commit` after the transaction,
+:func:`apublish` from async code); the websocket loop pushes to the browsers, run by
 the websocket pool (``wsloop.uwsgi_adapter``), one standalone uWSGI (``wsloop.standalone``) or
 ``manage.py runserver`` (``wsloop.devserver``). See the README for the wire contract and
 deployment.
@@ -11,10 +12,28 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
-__all__ = ["SELF", "PublishError", "position", "presence", "publish"]
+__all__ = [
+    "SELF",
+    "PublishError",
+    "aposition",
+    "apublish",
+    "position",
+    "presence",
+    "publish",
+    "publish_on_commit",
+]
 
 if TYPE_CHECKING:
-    from .publisher import SELF, PublishError, position, presence, publish
+    from .publisher import (
+        SELF,
+        PublishError,
+        aposition,
+        apublish,
+        position,
+        presence,
+        publish,
+        publish_on_commit,
+    )
 
 
 def __getattr__(name: str) -> Any:

@@ -1,8 +1,10 @@
 """Publishing from Django code: one call, any audience.
 
-Blocking redis-py calls, meant for Django's own (sync) workers and management commands. Each
-message is PUBLISHed raw (any Redis client can do the same) and, when ``expire`` > 0, also SET
-under the channel's name for that many seconds so sockets that subscribe later receive it.
+Blocking redis-py calls, meant for Django's own (sync) workers, management commands and task
+queue workers; ``publish_on_commit`` waits for the surrounding transaction, the ``a``-prefixed
+variants are for async code. Each message is PUBLISHed raw (any Redis client can do the same)
+and, when ``expire`` > 0, also SET under the channel's name for that many seconds so sockets
+that subscribe later receive it.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from collections.abc import Iterable, Sequence
 from typing import Final
 
 import redis
+from asgiref.sync import sync_to_async
+from django.db import transaction
 from django.http import HttpRequest
 
 from . import conf
@@ -168,6 +172,76 @@ def publish(
         identity=request_identity(request),
     )
     return publish_to_channels(facility, channels, message, expire)
+
+
+def publish_on_commit(
+    facility: str,
+    message: str | bytes,
+    *,
+    broadcast: bool = False,
+    users: Audiences = (),
+    groups: Audiences = (),
+    sessions: Audiences = (),
+    request: HttpRequest | None = None,
+    expire: int | None = None,
+    using: str | None = None,
+    robust: bool = False,
+) -> None:
+    """``publish`` once the transaction open on ``using`` (the default database) commits,
+    through Django's ``transaction.on_commit``: a message about a row that is rolled back,
+    with its transaction or with a savepoint around the call, never goes out; those that do go
+    out in the order of the calls. Outside a transaction it publishes at once.
+
+    The audience is resolved at the call (the request may be gone at commit), the message is
+    sent at commit. A PublishError at commit is raised where the transaction commits (the
+    ``atomic`` block's exit), after the commit, and the callbacks registered after this one do
+    not run; with ``robust=True`` Django logs it and runs them."""
+    channels = target_channels(
+        conf.load().channel_prefix,
+        facility,
+        broadcast=broadcast,
+        users=users,
+        groups=groups,
+        sessions=sessions,
+        identity=request_identity(request),
+    )
+
+    def publish_committed() -> None:  # a function: Django's robust mode logs its name
+        publish_to_channels(facility, channels, message, expire)
+
+    transaction.on_commit(publish_committed, using=using, robust=robust)
+
+
+async def apublish(
+    facility: str,
+    message: str | bytes,
+    *,
+    broadcast: bool = False,
+    users: Audiences = (),
+    groups: Audiences = (),
+    sessions: Audiences = (),
+    request: HttpRequest | None = None,
+    expire: int | None = None,
+) -> int:
+    """``publish`` for async views and ASGI code: the same call in a worker thread (Django's
+    ``sync_to_async``, thread-sensitive as Django's own async wrappers are, since the request's
+    user may need the database), so the event loop goes on meanwhile."""
+    send = sync_to_async(publish)
+    return await send(
+        facility,
+        message,
+        broadcast=broadcast,
+        users=users,
+        groups=groups,
+        sessions=sessions,
+        request=request,
+        expire=expire,
+    )
+
+
+async def aposition(facility: str) -> str | None:
+    """``position`` for async code, in a worker thread like ``apublish``."""
+    return await sync_to_async(position)(facility)
 
 
 def position(facility: str) -> str | None:
