@@ -4,7 +4,7 @@ The example inventory of a layout is copied as it is, but for its host_vars: the
 them (an operator writes their own), saying how to reach the test hosts (address, root over ssh
 with the run's key), giving each its private address, and letting the site answer on 127.0.0.1
 with the demo users. The secrets are random, in a vault.yml encrypted with ansible-vault, as
-the README tells operators to do.
+docs/deploy.md tells operators to do.
 """
 
 from __future__ import annotations

@@ -35,7 +35,7 @@ pytestmark = pytest.mark.ansible
 SINGLE_HOST = "push1.example.com"
 SPLIT_HOSTS = {"web": "web1.example.com", "ws": "ws1.example.com", "redis": "redis1.example.com"}
 # `systemd-analyze security` scores: 0 is fully sandboxed, 10 not at all. Measured on Debian 12
-# (README.md): both pools 1.4, nginx with the role's drop-in 2.8 (Debian's own unit: 9.6).
+# (docs/testing.md): both pools 1.4, nginx with the role's drop-in 2.8 (Debian's own unit: 9.6).
 # These bounds catch a directive that goes missing.
 MAX_EXPOSURE = {"wsloop-django": 2.0, "wsloop-ws": 2.0, "nginx": 3.5}
 ARTIFACTS = REPO / "var/artifacts"  # the units' full systemd-analyze reports

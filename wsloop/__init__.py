@@ -3,8 +3,8 @@
 Django code publishes with :func:`publish` (:func:`publish_on_commit` after the transaction,
 :func:`apublish` from async code); the websocket loop pushes to the browsers, run by
 the websocket pool (``wsloop.uwsgi_adapter``), one standalone uWSGI (``wsloop.standalone``) or
-``manage.py runserver`` (``wsloop.devserver``). See the README for the wire contract and
-deployment.
+``manage.py runserver`` (``wsloop.devserver``). The wire contract, configuration and deployment
+are in the repository's ``docs/``.
 """
 
 from __future__ import annotations

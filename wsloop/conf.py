@@ -61,7 +61,7 @@ def _hook(value: str | Callable[..., Any] | None) -> Callable[..., Any] | None:
 
 @dataclass(frozen=True)
 class Settings:
-    """One snapshot of wsloop's settings; see docs in README "Configuration"."""
+    """One snapshot of wsloop's settings; see docs/configuration.md."""
 
     url: str
     redis_url: str
