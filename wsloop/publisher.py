@@ -107,6 +107,27 @@ def target_channels(
     return list(dict.fromkeys(channels))
 
 
+def requested_channels(
+    facility: str,
+    *,
+    broadcast: bool,
+    users: Audiences,
+    groups: Audiences,
+    sessions: Audiences,
+    request: HttpRequest | None,
+) -> list[str]:
+    """``target_channels`` with this process's prefix and ``request``'s identity."""
+    return target_channels(
+        conf.load().channel_prefix,
+        facility,
+        broadcast=broadcast,
+        users=users,
+        groups=groups,
+        sessions=sessions,
+        identity=request_identity(request),
+    )
+
+
 def publish_to_channels(
     facility: str,
     channels: Sequence[str],
@@ -162,14 +183,13 @@ def publish(
     channel). Raises PublishError when Redis is
     unreachable and ValueError for an invalid facility.
     """
-    channels = target_channels(
-        conf.load().channel_prefix,
+    channels = requested_channels(
         facility,
         broadcast=broadcast,
         users=users,
         groups=groups,
         sessions=sessions,
-        identity=request_identity(request),
+        request=request,
     )
     return publish_to_channels(facility, channels, message, expire)
 
@@ -196,14 +216,13 @@ def publish_on_commit(
     sent at commit. A PublishError at commit is raised where the transaction commits (the
     ``atomic`` block's exit), after the commit, and the callbacks registered after this one do
     not run; with ``robust=True`` Django logs it and runs them."""
-    channels = target_channels(
-        conf.load().channel_prefix,
+    channels = requested_channels(
         facility,
         broadcast=broadcast,
         users=users,
         groups=groups,
         sessions=sessions,
-        identity=request_identity(request),
+        request=request,
     )
 
     def publish_committed() -> None:  # a function: Django's robust mode logs its name
