@@ -28,9 +28,11 @@ HOST_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 START_TIMEOUT_S = 30.0
 
 
-def run(argv: list[str], env: dict[str, str], timeout_s: float = 600) -> str:
+def run(
+    argv: list[str], env: dict[str, str], timeout_s: float = 600, cwd: Path | None = None
+) -> str:
     result = subprocess.run(
-        argv, env=env, capture_output=True, text=True, timeout=timeout_s, check=False
+        argv, env=env, cwd=cwd, capture_output=True, text=True, timeout=timeout_s, check=False
     )
     if result.returncode != 0:
         raise AssertionError(

@@ -14,6 +14,7 @@ import time
 import urllib.parse
 import uuid
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import redis
@@ -31,6 +32,22 @@ RECV_TIMEOUT_S = 5.0
 # the pong or close frame the test waits for stays unread behind the messages.
 UNBOUNDED_QUEUE = None
 DEMO_PASSWORD = os.environ.get("WSLOOP_DEMO_PASSWORD", "wsloop-demo")
+
+
+def doc_blocks(page: Path) -> dict[str, str]:
+    """A docs page's code blocks, by the name in the ``<!-- run: NAME -->`` line before each:
+    the blocks a test runs as the page says."""
+    found = re.findall(r"<!-- run: ([\w-]+) -->\n```\w+\n(.*?)```", page.read_text(), re.S)
+    return dict(found)
+
+
+def replaced(block: str, replacements: dict[str, str]) -> str:
+    """``block`` with what must differ on a test machine replaced; each replaced text must be in
+    it, so a changed page fails the test that runs it."""
+    for old, new in replacements.items():
+        assert old in block, f"{old!r} is no longer in the page's block:\n{block}"
+        block = block.replace(old, new)
+    return block
 
 
 def unique_facility(name: str = "t") -> str:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -30,6 +29,7 @@ from websockets.sync.client import ClientConnection, connect
 
 from conftest import REPO
 from devstack.stack import find_program, free_port
+from helpers import doc_blocks, replaced
 
 pytestmark = pytest.mark.stack
 
@@ -41,16 +41,7 @@ RECEIVE_TIMEOUT_S = 10.0
 
 
 def blocks() -> dict[str, str]:
-    """The page's code blocks by the name in the ``<!-- run: NAME -->`` line before each."""
-    found = re.findall(r"<!-- run: ([\w-]+) -->\n```\w+\n(.*?)```", PAGE.read_text(), re.S)
-    return dict(found)
-
-
-def replaced(block: str, replacements: dict[str, str]) -> str:
-    for old, new in replacements.items():
-        assert old in block, f"{old!r} is no longer in the page's block:\n{block}"
-        block = block.replace(old, new)
-    return block
+    return doc_blocks(PAGE)
 
 
 @dataclass

@@ -66,12 +66,28 @@ TEMPLATES = [
     },
 ]
 
-DATABASES = {
-    "default": {
-        "ENGINE": "django.db.backends.sqlite3",
-        "NAME": os.environ.get("DJANGO_DB_PATH", str(DATA_DIR / "db.sqlite3")),
+# PostgreSQL when DJANGO_DB_HOST names a server (compose, Ansible); SQLite in WSLOOP_DATA_DIR
+# otherwise (make run, the tests).
+if os.environ.get("DJANGO_DB_HOST"):
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.postgresql",
+            "HOST": os.environ["DJANGO_DB_HOST"],
+            "PORT": os.environ.get("DJANGO_DB_PORT", "5432"),
+            "NAME": os.environ.get("DJANGO_DB_NAME", "wsloop"),
+            "USER": os.environ.get("DJANGO_DB_USER", "wsloop"),
+            "PASSWORD": os.environ.get("DJANGO_DB_PASSWORD", ""),
+            "CONN_MAX_AGE": 60,
+            "CONN_HEALTH_CHECKS": True,
+        }
     }
-}
+else:
+    DATABASES = {
+        "default": {
+            "ENGINE": "django.db.backends.sqlite3",
+            "NAME": os.environ.get("DJANGO_DB_PATH", str(DATA_DIR / "db.sqlite3")),
+        }
+    }
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 CACHES = {
