@@ -76,6 +76,7 @@ class Playbook:
                 {
                     "vault_wsloop_secret_key": secrets.token_hex(32),
                     "vault_redis_password": self.redis_password,
+                    "vault_postgresql_password": secrets.token_hex(24),
                     "vault_wsloop_demo_password": DEMO_PASSWORD,
                 }
             )
@@ -87,8 +88,9 @@ class Playbook:
         assert encrypted.returncode == 0, encrypted.output
         assert vault.read_text().startswith("$ANSIBLE_VAULT;")
 
-    def reach(self, started: dict[str, Host], *, private: bool) -> None:
-        """Point the inventory's host names at the started hosts."""
+    def reach(self, started: dict[str, Host], *, private: bool, demo: bool = True) -> None:
+        """Point the inventory's host names at the started hosts (with the demo's users when
+        the project is the demo)."""
         host_vars = self.inventory / "host_vars"
         host_vars.mkdir(exist_ok=True)
         for name, host in started.items():
@@ -97,11 +99,15 @@ class Playbook:
                 "ansible_user": "root",
                 "ansible_ssh_common_args": f"-F {self.hosts.ssh_config}",
                 "wsloop_release_allowed_hosts": ["127.0.0.1", "localhost"],
-                "wsloop_release_demo_users": True,
+                "wsloop_release_demo_users": demo,
             }
             if private:
                 settings["private_address"] = host.address
             (host_vars / f"{name}.yml").write_text(yaml.safe_dump(settings))
+
+    def add_group_vars(self, name: str, text: str) -> None:
+        """A file of the operator's own in group_vars/all/ (the project to deploy, say)."""
+        (self.inventory / "group_vars/all" / name).write_text(text)
 
     def converge(self, *extra: str) -> Run:
         return self._ansible(

@@ -5,7 +5,8 @@ Lint first (yamllint, ansible-lint, a syntax check of both example inventories).
 single-host layout from a clean host: it converges, a second run changes nothing, testinfra
 checks units, ports, users and file modes, a logged-in user's socket through nginx receives
 what Django publishes, and a new release deploys with no HTTP request dropped while websockets
-hear 1001 and come back. Then the split layout (web, ws and redis on three hosts).
+hear 1001 and come back; Django's data is in PostgreSQL. Then the split layout (web, ws and a
+data host with Redis and PostgreSQL).
 """
 
 from __future__ import annotations
@@ -28,9 +29,20 @@ from systemd_hosts import Host, SystemdHosts
 
 from conftest import REPO
 from devstack.stack import StackConfig
-from helpers import close_code_of, http_request, login, post_form, recv, ws_connect
+from helpers import (
+    close_code_of,
+    doc_blocks,
+    http_request,
+    login,
+    post_form,
+    recv,
+    replaced,
+    ws_connect,
+)
+from tools.release_archive import SHIPPED
 
-pytestmark = pytest.mark.ansible
+# Each module fixture converges clean hosts (packages, a virtualenv, uWSGI built): minutes.
+pytestmark = [pytest.mark.ansible, pytest.mark.timeout(900)]
 
 SINGLE_HOST = "push1.example.com"
 SPLIT_HOSTS = {"web": "web1.example.com", "ws": "ws1.example.com", "redis": "redis1.example.com"}
@@ -39,7 +51,7 @@ SPLIT_HOSTS = {"web": "web1.example.com", "ws": "ws1.example.com", "redis": "red
 # These bounds catch a directive that goes missing.
 MAX_EXPOSURE = {"wsloop-django": 2.0, "wsloop-ws": 2.0, "nginx": 3.5}
 ARTIFACTS = REPO / "var/artifacts"  # the units' full systemd-analyze reports
-RELEASE_SOURCES = ("app", "wsloop", "uwsgi", "requirements", "tools", "pyproject.toml", "README.md")
+SHOP = REPO / "tests/projects/shop"
 
 
 class Deployment(SimpleNamespace):
@@ -48,13 +60,19 @@ class Deployment(SimpleNamespace):
     first_run_output: str
 
 
-def deploy(engine, tmp_path_factory, layout: str, names: list[str]) -> Iterator[Deployment]:
+def deploy(
+    engine, tmp_path_factory, layout: str, names: list[str], project: str | None = None
+) -> Iterator[Deployment]:
+    """The layout converged from clean hosts: the demo, or the project whose group_vars are
+    ``project``."""
     workdir = tmp_path_factory.mktemp(f"ansible-{layout}")
     systemd_hosts = SystemdHosts(engine, workdir)
     try:
         started = systemd_hosts.start(names)
         playbook = Playbook(layout, systemd_hosts, workdir)
-        playbook.reach(started, private=layout == "split")
+        playbook.reach(started, private=layout == "split", demo=project is None)
+        if project is not None:
+            playbook.add_group_vars("project.yml", project)
         first = playbook.converge()
         first.assert_succeeded()
         yield Deployment(playbook=playbook, hosts=started, first_run_output=first.output)
@@ -65,6 +83,20 @@ def deploy(engine, tmp_path_factory, layout: str, names: list[str]) -> Iterator[
 @pytest.fixture(scope="module")
 def single(docker_engine, tmp_path_factory) -> Iterator[Deployment]:
     yield from deploy(docker_engine, tmp_path_factory, "single", [SINGLE_HOST])
+
+
+@pytest.fixture(scope="module")
+def shop(docker_engine, dist, tmp_path_factory) -> Iterator[Deployment]:
+    """tests/projects/shop, the kit's uwsgi/ copied in and wsloop's wheel in its wheels/, on a
+    single host of its own, with the group_vars docs/deploy.md gives."""
+    source = tmp_path_factory.mktemp("shop-source") / "shop"
+    shutil.copytree(SHOP, source)
+    shutil.copytree(REPO / "uwsgi", source / "uwsgi")
+    (source / "wheels").mkdir()
+    shutil.copy(next(dist.glob("wsloop-*.whl")), source / "wheels")
+    block = doc_blocks(REPO / "docs/deploy.md")["ansible-project"]
+    project = replaced(block, {"/path/to/shop": str(source)})
+    yield from deploy(docker_engine, tmp_path_factory, "single", [SINGLE_HOST], project)
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +163,7 @@ def test_a_second_run_changes_nothing(single):
 
 def test_units_are_enabled_running_and_sandboxed(single):
     host = infra(single, SINGLE_HOST)
-    for unit in ("wsloop-django", "wsloop-ws", "nginx", "redis-server"):
+    for unit in ("wsloop-django", "wsloop-ws", "nginx", "redis-server", "postgresql@15-main"):
         service = host.service(unit)
         assert service.is_enabled and service.is_running, unit
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -149,10 +181,10 @@ def test_units_are_enabled_running_and_sandboxed(single):
 def test_listening_ports(single):
     host = infra(single, SINGLE_HOST)
     assert host.socket("tcp://0.0.0.0:80").is_listening
-    for private in ("tcp://127.0.0.1:8001", "tcp://127.0.0.1:8002", "tcp://127.0.0.1:6379"):
-        assert host.socket(private).is_listening, private
-    for public in ("tcp://0.0.0.0:8001", "tcp://0.0.0.0:8002", "tcp://0.0.0.0:6379"):
-        assert not host.socket(public).is_listening, public
+    ports = ("8001", "8002", "6379", "5432")
+    for port in ports:
+        assert host.socket(f"tcp://127.0.0.1:{port}").is_listening, port
+        assert not host.socket(f"tcp://0.0.0.0:{port}").is_listening, port
 
 
 def test_users_and_file_modes(single):
@@ -179,6 +211,19 @@ def test_redis_requires_the_password(single):
     assert "NOAUTH" in host.check_output("redis-cli ping 2>&1")
     password = single.playbook.redis_password
     assert host.check_output(f"redis-cli --no-auth-warning -a {password} ping") == "PONG"
+
+
+def test_django_keeps_its_data_in_postgresql(single):
+    """The pools' database is PostgreSQL, which refuses the database user without its password
+    and lets it in with it; the demo users are rows there."""
+    host = infra(single, SINGLE_HOST)
+    environment = host.file("/etc/wsloop/wsloop.env").content_string
+    assert 'DJANGO_DB_HOST="127.0.0.1"' in environment
+    query = "psql -h 127.0.0.1 -U wsloop -d wsloop -tAc 'SELECT username FROM auth_user'"
+    assert host.run(f"PGPASSWORD=wrong {query}").rc != 0
+    password = re.search(r'DJANGO_DB_PASSWORD="([^"]+)"', environment).group(1)
+    users = host.check_output(f"PGPASSWORD={password} {query}").split()
+    assert {"alice", "bob", "carol"} <= set(users)
 
 
 def test_a_socket_through_nginx_receives_what_django_publishes(single):
@@ -218,13 +263,13 @@ class Requests(threading.Thread):
 
 def next_release_source(tmp: Path, marker: str) -> Path:
     source = tmp / "next"
-    for name in RELEASE_SOURCES:
+    for name in SHIPPED:
         if (REPO / name).is_dir():
             shutil.copytree(
                 REPO / name, source / name, ignore=shutil.ignore_patterns("__pycache__")
             )
         else:
-            source.mkdir(exist_ok=True)
+            (source / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(REPO / name, source / name)
     login_page = source / "app/chat/templates/registration/login.html"
     page = login_page.read_text()
@@ -279,8 +324,9 @@ def test_split_layout_converges_and_a_second_run_changes_nothing(split):
 def test_split_layout_listens_on_private_addresses_only(split):
     redis_host, ws_host = split.hosts[SPLIT_HOSTS["redis"]], split.hosts[SPLIT_HOSTS["ws"]]
     redis = infra(split, SPLIT_HOSTS["redis"])
-    assert redis.socket(f"tcp://{redis_host.address}:6379").is_listening
-    assert not redis.socket("tcp://0.0.0.0:6379").is_listening
+    for port in ("6379", "5432"):
+        assert redis.socket(f"tcp://{redis_host.address}:{port}").is_listening, port
+        assert not redis.socket(f"tcp://0.0.0.0:{port}").is_listening, port
     assert not redis.service("nginx").is_running and not redis.user("wsloop").exists
     ws = infra(split, SPLIT_HOSTS["ws"])
     assert ws.socket(f"tcp://{ws_host.address}:8002").is_listening
@@ -293,3 +339,29 @@ def test_split_layout_listens_on_private_addresses_only(split):
 
 def test_split_layout_pushes_from_the_web_host_to_a_socket_on_the_ws_host(split):
     assert_push_reaches_a_socket(site(split.hosts[SPLIT_HOSTS["web"]]))
+
+
+def test_another_project_deployed_by_the_roles_pushes_through_nginx(shop):
+    """The shop on its own host: an order placed through nginx is pushed to a socket once its
+    row is in PostgreSQL; a second run changes nothing."""
+    stack = site(shop.hosts[SINGLE_HOST])
+    with ws_connect(stack, "orders?subscribe-broadcast") as ws:
+        status, _, body = http_request(
+            stack,
+            "POST",
+            "/orders/",
+            body="item=kettle",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert status == 200, body
+        order = json.loads(body)["order"]
+        assert json.loads(recv(ws)) == {"order": order, "item": "kettle"}
+    host = infra(shop, SINGLE_HOST)
+    rows = host.check_output(
+        "runuser -u postgres -- psql -tAc 'SELECT item FROM orders_order' wsloop"
+    )
+    assert rows.split() == ["kettle"]
+    assert host.check_output("wsloop-manage showmigrations orders").split()[-1] == "0001_initial"
+    again = shop.playbook.converge()
+    again.assert_succeeded()
+    assert {h: c["changed"] for h, c in again.recap().items()} == {SINGLE_HOST: 0}

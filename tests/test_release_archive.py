@@ -70,3 +70,9 @@ def test_the_command_writes_the_archive_and_prints_its_id(tmp_path, capsys):
     printed = capsys.readouterr().out.strip()
     assert printed == release_id(output.read_bytes())
     assert "wsloop/static/wsloop/wsloop.js" in names(output.read_bytes())
+
+
+def test_include_packs_only_what_it_names_whatever_their_order(source):
+    chosen = archive_bytes(source, ["wsloop", "pyproject.toml"])
+    assert names(chosen) == ["pyproject.toml", "wsloop/pkg/module.py"]
+    assert archive_bytes(source, ["pyproject.toml", "wsloop"]) == chosen
