@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import re
+import shlex
 import shutil
 import threading
 import time
@@ -224,6 +225,16 @@ def test_django_keeps_its_data_in_postgresql(single):
     password = re.search(r'DJANGO_DB_PASSWORD="([^"]+)"', environment).group(1)
     users = host.check_output(f"PGPASSWORD={password} {query}").split()
     assert {"alice", "bob", "carol"} <= set(users)
+
+
+def test_the_documented_backup_dumps_and_restores_the_database(single):
+    host = infra(single, SINGLE_HOST)
+    backup = doc_blocks(REPO / "docs/deploy.md")["ansible-backup"]
+    result = host.run(f"bash -ec {shlex.quote(backup)}")
+    assert result.rc == 0, result.stderr
+    dump = host.file("/var/backups/wsloop.sql").content_string
+    assert "CREATE TABLE public.auth_user" in dump and "COPY public.auth_user" in dump
+    assert login(site(single.hosts[SINGLE_HOST]), "bob")  # restored, and the site serving
 
 
 def test_a_socket_through_nginx_receives_what_django_publishes(single):
