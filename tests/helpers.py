@@ -50,6 +50,21 @@ def replaced(block: str, replacements: dict[str, str]) -> str:
     return block
 
 
+def place_an_order_and_hear_it(stack: Stack, item: str) -> None:
+    """tests/projects/shop: an order placed through nginx reaches a socket of its facility."""
+    with ws_connect(stack, "orders?subscribe-broadcast") as ws:
+        status, _, body = http_request(
+            stack,
+            "POST",
+            "/orders/",
+            body=f"item={item}",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert status == 200, body
+        order = json.loads(body)["order"]
+        assert json.loads(recv(ws)) == {"order": order, "item": item}
+
+
 def unique_facility(name: str = "t") -> str:
     return f"{name}-{uuid.uuid4().hex[:12]}"
 

@@ -35,6 +35,7 @@ from helpers import (
     doc_blocks,
     http_request,
     login,
+    place_an_order_and_hear_it,
     post_form,
     recv,
     replaced,
@@ -356,17 +357,7 @@ def test_another_project_deployed_by_the_roles_pushes_through_nginx(shop):
     """The shop on its own host: an order placed through nginx is pushed to a socket once its
     row is in PostgreSQL; a second run changes nothing."""
     stack = site(shop.hosts[SINGLE_HOST])
-    with ws_connect(stack, "orders?subscribe-broadcast") as ws:
-        status, _, body = http_request(
-            stack,
-            "POST",
-            "/orders/",
-            body="item=kettle",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        assert status == 200, body
-        order = json.loads(body)["order"]
-        assert json.loads(recv(ws)) == {"order": order, "item": "kettle"}
+    place_an_order_and_hear_it(stack, "kettle")
     host = infra(shop, SINGLE_HOST)
     rows = host.check_output(
         "runuser -u postgres -- psql -tAc 'SELECT item FROM orders_order' wsloop"

@@ -27,6 +27,7 @@ from helpers import (
     doc_blocks,
     http_request,
     login,
+    place_an_order_and_hear_it,
     post_form,
     recv,
     replaced,
@@ -127,6 +128,16 @@ class Compose:
         return reports
 
 
+def running(compose: Compose, port: int) -> Iterator[tuple[Compose, SimpleNamespace]]:
+    """The project built and up until the fixture ends, then down with its volumes."""
+    compose("build")
+    try:
+        compose.up()
+        yield compose, SimpleNamespace(config=StackConfig(http_port=port))
+    finally:
+        compose("down", "-v", "--remove-orphans")
+
+
 def with_secrets(example: str, port: int) -> str:
     """.env.example as an operator fills it in: every secret replaced, the test's port."""
     return (
@@ -148,12 +159,7 @@ def compose(engine, tmp_path_factory) -> Iterator[tuple[Compose, SimpleNamespace
     env_file = tmp_path_factory.mktemp("compose") / "test.env"
     env_file.write_text(with_secrets((REPO / ".env.example").read_text(), port))
     compose = Compose(engine, env_file, f"wsloop-test-{uuid.uuid4().hex[:6]}")
-    compose("build")
-    try:
-        compose.up()
-        yield compose, SimpleNamespace(config=StackConfig(http_port=port))
-    finally:
-        compose("down", "-v", "--remove-orphans")
+    yield from running(compose, port)
 
 
 def test_the_files_validate(engine):
@@ -270,27 +276,12 @@ def shop(engine, dist, tmp_path_factory) -> Iterator[tuple[Compose, SimpleNamesp
     env = root / ".env"
     env.write_text(with_secrets(env.read_text(), port) + page["compose-project"])
     compose = Compose(engine, env, f"shop-test-{uuid.uuid4().hex[:6]}", directory=root)
-    compose("build")
-    try:
-        compose.up()
-        yield compose, SimpleNamespace(config=StackConfig(http_port=port))
-    finally:
-        compose("down", "-v", "--remove-orphans")
+    yield from running(compose, port)
 
 
 def test_another_project_deployed_by_the_kit_pushes_through_nginx(shop):
     shop_compose, stack = shop
-    with ws_connect(stack, "orders?subscribe-broadcast") as ws:
-        status, _, body = http_request(
-            stack,
-            "POST",
-            "/orders/",
-            body="item=teapot",
-            headers={"Content-Type": "application/x-www-form-urlencoded"},
-        )
-        assert status == 200, body
-        order = json.loads(body)["order"]
-        assert json.loads(recv(ws)) == {"order": order, "item": "teapot"}
+    place_an_order_and_hear_it(stack, "teapot")
     rows = shop_compose(
         "exec",
         "-T",
